@@ -1,0 +1,132 @@
+"""Shared by every source: records -> `DatasetDict` on disk, written so that nothing half-done survives.
+
+A source yields plain dicts (`product_id`, `image` as encoded bytes, `caption`, `rating`, `rating_count`
+and string extras). `write_dataset` streams them through `Dataset.from_generator` (bounded memory),
+splits by `split_for(product_id)`, and writes the dataset, its card and its build report into a
+staging folder beside the output, renamed into place only when everything is written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import datasets
+from PIL import Image
+
+from .card import write_dataset_card
+from .splits import SPLITS, split_for
+
+DEFAULT_MAX_SIDE = 384
+JPEG_QUALITY = 90
+
+
+class BuildError(ValueError):
+    """A problem with the user's input or arguments: reported as one line, never as a traceback."""
+
+
+def base_features(extra_columns: Iterable[str] = ()) -> datasets.Features:
+    """The dataset contract (DESIGN.md): fixed columns plus source extras kept as strings."""
+    features = {
+        "product_id": datasets.Value("string"),
+        "image": datasets.Image(),
+        "caption": datasets.Value("string"),
+        "rating": datasets.Value("float32"),
+        "rating_count": datasets.Value("int32"),
+    }
+    for name in extra_columns:
+        features[name] = datasets.Value("string")
+    return datasets.Features(features)
+
+
+def encode_image(image: Image.Image, max_side: int = DEFAULT_MAX_SIDE) -> bytes:
+    """RGB, longest side capped at `max_side`, JPEG q90: cheap to decode when the data loader feeds a GPU."""
+    image = image.convert("RGB")
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def _num_shards(split: datasets.Dataset, shard_bytes: int = 500 * 2**20) -> int:
+    """~500 MB shards; `split` selects rows of a larger table, so scale that table's size."""
+    size = split.data.nbytes * len(split) // max(1, split.data.num_rows)
+    return max(1, -(-size // shard_bytes))
+
+
+def check_output(output: str | os.PathLike, overwrite: bool) -> Path:
+    """Fail before any work if `output` would clobber something the user did not ask to replace."""
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise BuildError(f"output {output} exists and is not a folder")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise BuildError(f"output folder {output} is not empty; pass --overwrite to replace it")
+    return output
+
+
+def write_dataset(
+    records: Callable[[], Iterable[dict]],
+    output: str | os.PathLike,
+    *,
+    features: datasets.Features,
+    report: dict,
+    card: dict,
+    overwrite: bool = False,
+    summarize: Callable[[datasets.DatasetDict], dict] | None = None,
+) -> datasets.DatasetDict:
+    """Write the records returned by `records()` as a `DatasetDict` with a card and a build report.
+
+    Args:
+        records: called once; yields dicts with every column of `features`.
+        output: the dataset folder (`datasets.load_from_disk(output)` reads it back).
+        features: the columns and their types, usually from `base_features`.
+        report: the source's counts and parameters; `kept` per split is added here, then it is
+            written as `build_report.json`.
+        card: text for the dataset card (see `card.write_dataset_card`).
+        overwrite: replace a non-empty `output`.
+        summarize: computes more report entries from the finished splits.
+    """
+    output = check_output(output, overwrite).absolute()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        with tempfile.TemporaryDirectory(
+            dir=output.parent, prefix=f".{output.name}.cache-"
+        ) as cache:
+            full = datasets.Dataset.from_generator(
+                lambda: iter(records()),
+                features=features,
+                cache_dir=cache,
+                fingerprint=uuid.uuid4().hex,  # the generator is not hashable; the cache is private
+            )
+            split_of = [split_for(pid) for pid in full["product_id"]]
+            dataset = datasets.DatasetDict(
+                {
+                    name: full.select([i for i, s in enumerate(split_of) if s == name])
+                    for name in SPLITS
+                }
+            )
+            # One shard per split at least: datasets saves an empty split as 0 shards it cannot load.
+            dataset.save_to_disk(
+                str(staging), num_shards={name: _num_shards(dataset[name]) for name in SPLITS}
+            )
+        report = {**report, "kept": {name: len(dataset[name]) for name in SPLITS}}
+        report["kept"]["total"] = sum(report["kept"].values())
+        if summarize is not None:
+            report.update(summarize(dataset))
+        (staging / "build_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_dataset_card(staging, datasets.load_from_disk(str(staging)), report, **card)
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return datasets.load_from_disk(str(output))

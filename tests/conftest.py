@@ -1,0 +1,30 @@
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach the Hub: every model, tokenizer and dataset they use is made here.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data beside the repo (../shared/data); tests that need it skip without it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (../shared/data beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory) -> Path:
+    """A small synthetic dataset (64 px, 60 products) shared by every test that only reads it."""
+    from hf_dataset import synthetic
+
+    path = tmp_path_factory.mktemp("data") / "synthetic"
+    synthetic.build(path, num_products=60, seed=0, image_size=64)
+    return path
