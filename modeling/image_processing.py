@@ -1,0 +1,146 @@
+"""One image pipeline for training, evaluation and the app, saved as `preprocessor_config.json`.
+
+Product photos are letterboxed, not cropped or squashed: the longest side is resized to `image_size`
+and the rest is padded with white (the usual product-photo background), so the whole garment stays in
+view with its true proportions. Training adds only geometry that does not change what a caption or a
+rating describes (a mild random crop and a horizontal flip); the evaluation transform is the same
+letterbox without them, so train and eval see images the same way. There is no colour jitter on
+purpose: colour is part of both the caption and the rating.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torchvision.transforms import v2
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+def to_rgb(image: Image.Image, background=(255, 255, 255)) -> Image.Image:
+    """Any PIL image as 8-bit RGB: first frame of animations, alpha over white, 16-bit scaled down."""
+    if getattr(image, "is_animated", False):
+        image.seek(0)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        canvas = Image.new("RGBA", image.size, background + (255,))
+        image = Image.alpha_composite(canvas, image)
+    return image.convert("RGB")
+
+
+class ProductImageProcessor(BaseImageProcessor):
+    r"""Letterbox to a square `image_size`, scale to [0, 1], normalise with the backbone's mean and std.
+
+    Args:
+        image_size (`int`, defaults to 224): side of the square the model sees.
+        image_mean / image_std (`tuple[float, float, float]`): per-channel normalisation, from the
+            backbone's timm data config (`from_timm`).
+        interpolation (`str`, defaults to `"bicubic"`): `"bicubic"` or `"bilinear"` resizing.
+        train_crop_scale (`tuple[float, float]`, defaults to `(0.8, 1.0)`): area range of the random
+            crop used by `train_transform` (resized back to `image_size`).
+    """
+
+    model_input_names = ["pixel_values"]
+
+    def __init__(
+        self,
+        image_size: int = 224,
+        image_mean: tuple[float, float, float] = IMAGENET_MEAN,
+        image_std: tuple[float, float, float] = IMAGENET_STD,
+        interpolation: str = "bicubic",
+        train_crop_scale: tuple[float, float] = (0.8, 1.0),
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if interpolation not in _RESAMPLE:
+            raise ValueError(
+                f"interpolation must be one of {sorted(_RESAMPLE)}, got {interpolation!r}"
+            )
+        self.image_size = int(image_size)
+        self.image_mean = list(image_mean)
+        self.image_std = list(image_std)
+        self.interpolation = interpolation
+        self.train_crop_scale = list(train_crop_scale)
+
+    @classmethod
+    def from_timm(
+        cls, model: torch.nn.Module, image_size: int | None = None
+    ) -> ProductImageProcessor:
+        """The backbone's own normalisation (timm data config), at `image_size` or its native size."""
+        import timm
+
+        config = timm.data.resolve_model_data_config(model)
+        interpolation = config.get("interpolation", "bicubic")
+        return cls(
+            image_size=image_size or config["input_size"][-1],
+            image_mean=config["mean"],
+            image_std=config["std"],
+            interpolation=interpolation if interpolation in _RESAMPLE else "bicubic",
+        )
+
+    def letterbox(self, image: Image.Image) -> Image.Image:
+        side = self.image_size
+        return ImageOps.pad(
+            to_rgb(image), (side, side), method=_RESAMPLE[self.interpolation], color=(255, 255, 255)
+        )
+
+    def _to_tensor(self) -> v2.Compose:
+        return v2.Compose(
+            [
+                v2.PILToTensor(),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(mean=self.image_mean, std=self.image_std),
+            ]
+        )
+
+    def eval_transform(self):
+        """PIL image -> (3, image_size, image_size) float tensor, as the model sees it at inference."""
+        to_tensor = self._to_tensor()
+        return lambda image: to_tensor(self.letterbox(image))
+
+    def train_transform(self):
+        """`eval_transform` plus a mild random crop and a horizontal flip."""
+        augment = v2.Compose(
+            [
+                v2.RandomResizedCrop(
+                    self.image_size,
+                    scale=tuple(self.train_crop_scale),
+                    ratio=(0.9, 1.1),
+                    antialias=True,
+                ),
+                v2.RandomHorizontalFlip(),
+            ]
+        )
+        to_tensor = self._to_tensor()
+        return lambda image: to_tensor(augment(self.letterbox(image)))
+
+    def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
+        """Images (one or a list: PIL, HWC uint8 arrays or CHW uint8 tensors) -> `pixel_values` (B, 3, S, S)."""
+        if not isinstance(images, list | tuple):
+            images = [images]
+        transform = self.eval_transform()
+        pixel_values = torch.stack([transform(_as_pil(image)) for image in images])  # (B, 3, S, S)
+        return BatchFeature({"pixel_values": pixel_values}, tensor_type=return_tensors)
+
+
+def _as_pil(image) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, torch.Tensor):
+        image = (
+            image.permute(1, 2, 0).numpy()
+            if image.ndim == 3 and image.shape[0] in (1, 3, 4)
+            else image.numpy()
+        )
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise ValueError(f"array images must be uint8 (0-255), got {array.dtype}")
+    return Image.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[-1] == 1 else array)

@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from modeling.backbone import create_backbone, load_backbone_weights, parse_pretrained
+from modeling.image_processing import ProductImageProcessor, to_rgb
+
+
+def test_letterbox_keeps_proportions_and_pads_white():
+    processor = ProductImageProcessor(image_size=32, image_mean=(0, 0, 0), image_std=(1, 1, 1))
+    wide = Image.new("RGB", (200, 100), (255, 0, 0))  # 2:1 red bar
+    pixels = processor(wide)["pixel_values"]
+    assert pixels.shape == (1, 3, 32, 32)
+    red = pixels[0, 0]
+    assert torch.allclose(red[16], torch.ones(32))  # middle row: red channel everywhere
+    assert torch.allclose(pixels[0, 1, 0], torch.ones(32))  # top row is white padding (green = 1)
+    assert torch.allclose(pixels[0, 1, 16], torch.zeros(32), atol=0.02)  # middle row has no green
+
+
+def test_train_and_eval_transforms_agree_without_augmentation():
+    processor = ProductImageProcessor(image_size=48, train_crop_scale=(1.0, 1.0))
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8))
+    torch.manual_seed(0)
+    train = processor.train_transform()(image)
+    evaluation = processor.eval_transform()(image)
+    assert train.shape == evaluation.shape == (3, 48, 48)
+    # with the crop disabled, training differs from evaluation at most by a horizontal flip
+    assert torch.allclose(train, evaluation, atol=1e-5) or torch.allclose(
+        train, evaluation.flip(-1), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "mode, make",
+    [
+        ("L", lambda: Image.new("L", (20, 10), 128)),
+        ("RGBA", lambda: Image.new("RGBA", (20, 10), (0, 0, 0, 0))),
+        ("CMYK", lambda: Image.new("CMYK", (20, 10), (0, 255, 0, 0))),
+        ("I;16", lambda: Image.fromarray(np.full((10, 20), 65535, dtype=np.uint16))),
+        ("P", lambda: Image.new("P", (20, 10), 3)),
+    ],
+)
+def test_to_rgb_handles_modes(mode, make):
+    rgb = to_rgb(make())
+    assert rgb.mode == "RGB" and rgb.size == (20, 10)
+    if mode == "RGBA":  # fully transparent -> the white background
+        assert rgb.getpixel((0, 0)) == (255, 255, 255)
+    if mode == "I;16":  # 16-bit full scale -> 8-bit full scale, not clipped garbage
+        assert rgb.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_save_load_round_trip(tmp_path):
+    processor = ProductImageProcessor(
+        image_size=40, image_mean=(0.5, 0.4, 0.3), image_std=(0.2, 0.2, 0.2)
+    )
+    processor.save_pretrained(tmp_path)
+    assert (tmp_path / "preprocessor_config.json").exists()
+    loaded = ProductImageProcessor.from_pretrained(tmp_path)
+    image = Image.new("RGB", (30, 50), (10, 200, 30))
+    assert torch.equal(processor(image)["pixel_values"], loaded(image)["pixel_values"])
+
+
+def test_from_timm_uses_backbone_normalisation():
+    model = create_backbone("test_vit")
+    processor = ProductImageProcessor.from_timm(model, image_size=32)
+    config = timm.data.resolve_model_data_config(model)
+    assert processor.image_size == 32
+    assert processor.image_mean == list(config["mean"]) and processor.image_std == list(
+        config["std"]
+    )
+
+
+def test_unknown_backbone_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown timm backbone 'resnet5O'"):
+        create_backbone("resnet5O")
+
+
+def test_pretrained_path_really_loads_given_weights(tmp_path):
+    source = timm.create_model("test_resnet", pretrained=False)
+    torch.nn.init.constant_(source.conv1[0].weight, 0.125)
+    from safetensors.torch import save_file
+
+    save_file(source.state_dict(), tmp_path / "model.safetensors")
+    backbone = create_backbone("test_resnet")
+    assert not torch.allclose(backbone.conv1[0].weight, torch.tensor(0.125))
+    assert load_backbone_weights(backbone, "test_resnet", str(tmp_path)) is True  # folder route
+    assert torch.allclose(backbone.conv1[0].weight, torch.tensor(0.125))
+    other = create_backbone("test_resnet")
+    assert load_backbone_weights(
+        other, "test_resnet", str(tmp_path / "model.safetensors")
+    )  # file route
+    for a, b in zip(backbone.state_dict().values(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert load_backbone_weights(create_backbone("test_resnet"), "test_resnet", "false") is False
+
+
+def test_parse_pretrained_errors(tmp_path):
+    assert parse_pretrained("TRUE") is True and parse_pretrained("false") is False
+    with pytest.raises(FileNotFoundError, match="not found"):
+        parse_pretrained(str(tmp_path / "nope.safetensors"))
+    with pytest.raises(FileNotFoundError, match="no timm weights"):
+        parse_pretrained(str(tmp_path))
