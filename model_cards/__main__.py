@@ -1,0 +1,48 @@
+"""`python -m model_cards publish-space ...`: assemble the Gradio Space and upload it to the Hub."""
+
+import argparse
+import sys
+
+from .space import PublishError, publish_space
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model_cards", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    space = commands.add_parser(
+        "publish-space",
+        help="assemble app.py, requirements, README and models into a Space and upload it",
+        description="Assemble the Space folder and upload it with huggingface_hub. Local model folders "
+        "are copied into the Space; Hub ids are passed to the app as Space variables.",
+    )
+    space.add_argument("--rating_model", help="rating model: a local folder or a Hub id")
+    space.add_argument("--caption_model", help="caption model: a local folder or a Hub id")
+    space.add_argument("--space_id", required=True, help="the Space, e.g. user/fashion-demo")
+    space.add_argument("--dataset_id", help="the dataset's Hub id, listed in the Space metadata")
+    space.add_argument("--output", help="write the Space folder here (required with --dry-run)")
+    space.add_argument("--dry-run", action="store_true", help="only write what would be uploaded")
+    space.add_argument("--private", action="store_true", help="create the Space as private")
+    space.add_argument(
+        "--overwrite", action="store_true", help="replace a non-empty --output folder"
+    )
+    args = parser.parse_args(argv)
+    try:
+        result = publish_space(
+            rating_model=args.rating_model,
+            caption_model=args.caption_model,
+            space_id=args.space_id,
+            dataset_id=args.dataset_id,
+            output=args.output,
+            dry_run=args.dry_run,
+            private=args.private,
+            overwrite=args.overwrite,
+        )
+    except PublishError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote the Space folder {result}" if args.dry_run else f"published: {result}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

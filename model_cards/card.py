@@ -1,0 +1,217 @@
+"""Fill a model card (`README.md` in the model folder) from what training actually produced.
+
+The card's YAML carries a `model-index` (huggingface_hub `EvalResult`s) built from
+`eval_results.json`; its body embeds the plots found in the folder, the training command and
+hyperparameters, the metrics next to their baselines, and limitations that depend on the data
+(a model trained on synthetic data says so). `update_model_card` refreshes only the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+# task -> (template, model-index task type, task name, [(metric key, label, lower is better)])
+TASKS = {
+    "rating": (
+        "rating.md",
+        "image-regression",
+        "Star rating from a product photo",
+        [("mae", "MAE", True), ("rmse", "RMSE", True), ("r2", "R^2", False)],
+    ),
+    "caption": (
+        "caption.md",
+        "image-to-text",
+        "Product title from a product photo",
+        [
+            ("bleu", "BLEU-4", False),
+            ("word_overlap", "word overlap", False),
+            ("jaccard", "Jaccard", False),
+            ("length_similarity", "length similarity", False),
+        ],
+    ),
+}
+MARKERS = ("<!-- metrics:start -->", "<!-- metrics:end -->")
+
+
+def describe_dataset(dataset: str | Path) -> dict:
+    """Name, size, source and filters of a dataset folder (its build report), or a bare Hub id."""
+    path = Path(dataset)
+    report_path = path / "build_report.json"
+    if not report_path.is_file():
+        return {
+            "name": str(dataset),
+            "id": str(dataset),
+            "synthetic": False,
+            "description": f"`{dataset}`",
+        }
+    report = json.loads(report_path.read_text())
+    source = report.get("source", "unknown")
+    kept = report.get("kept", {})
+    sizes = ", ".join(
+        f"{split} {kept[split]:,}" for split in ("train", "validation", "test") if split in kept
+    )
+    filters = {
+        key: value
+        for key, value in report.items()
+        if key not in ("source", "kept", "dropped", "rating_model", "oracle_r2_by_split")
+        and not isinstance(value, dict)
+    }
+    lines = [f"Built with `python -m hf_dataset {source}` into `{path.name}` ({sizes} products)."]
+    if filters:
+        lines.append("Build settings: " + ", ".join(f"`{k}={v}`" for k, v in filters.items()) + ".")
+    dropped = report.get("dropped") or {}
+    if dropped:
+        lines.append(
+            "Dropped while building: " + ", ".join(f"{k} {v:,}" for k, v in dropped.items()) + "."
+        )
+    if "oracle_r2" in report:
+        lines.append(
+            f"The rating is a known function of the drawn attributes plus noise (std "
+            f"{report['rating_model']['noise_std']}); the best achievable R^2 on this data is "
+            f"{report['oracle_r2']}."
+        )
+    return {
+        "name": f"{source} fashion products",
+        "id": report.get("hub_id") or path.name,
+        "synthetic": source == "synthetic",
+        "description": " ".join(lines),
+        "oracle_r2": report.get("oracle_r2"),
+    }
+
+
+def _baseline(task: str, key: str, results: dict):
+    """The baseline figure for a metric, when the evaluation computed one."""
+    baseline = results.get("baseline") if isinstance(results.get("baseline"), dict) else {}
+    return results.get(f"baseline_{key}", baseline.get(key))
+
+
+def metrics_section(task: str, results: dict, split: str = "test") -> str:
+    """A markdown table: each metric next to its baseline (train mean for ratings, a constant caption)."""
+    _, _, _, metrics = TASKS[task]
+    name = "the train-mean rating" if task == "rating" else "the most common train caption"
+    rows = []
+    for key, label, lower_is_better in metrics:
+        if key not in results:
+            continue
+        base = _baseline(task, key, results)
+        arrow = "lower is better" if lower_is_better else "higher is better"
+        base_text = f"{base:.4g}" if isinstance(base, int | float) else "-"
+        rows.append(f"| {label} ({arrow}) | **{results[key]:.4g}** | {base_text} |")
+    lines = [
+        f"## Evaluation ({split} split, {results.get('num_samples', '?')} samples)",
+        "",
+        f"| metric | this model | baseline: {name} |",
+        "|---|---|---|",
+        *rows,
+    ]
+    if results.get("oracle_r2") is not None and task == "rating":
+        lines += ["", f"Best achievable R^2 on this data (oracle): {results['oracle_r2']}."]
+    return "\n".join(lines)
+
+
+def eval_results(task: str, results: dict, dataset: dict, split: str = "test") -> list[EvalResult]:
+    _, task_type, task_name, metrics = TASKS[task]
+    return [
+        EvalResult(
+            task_type=task_type,
+            task_name=task_name,
+            dataset_type=dataset["id"],
+            dataset_name=dataset["name"],
+            dataset_split=split,
+            metric_type=key,
+            metric_name=label,
+            metric_value=float(results[key]),
+        )
+        for key, label, _ in metrics
+        if key in results
+    ]
+
+
+def write_model_card(
+    model_dir: str | Path,
+    *,
+    task: str,
+    dataset: str | Path,
+    backbone: str,
+    command: str,
+    hyperparameters: dict,
+    hub_model_id: str | None = None,
+    extra: dict | None = None,
+) -> ModelCard:
+    """Write `model_dir/README.md` from `model_dir/eval_results.json` and the plots beside it.
+
+    Args:
+        task: `"rating"` or `"caption"`.
+        dataset: the dataset folder used for training (its build report is summarised) or a Hub id.
+        backbone: the timm model name (becomes `base_model` when it is a Hub model).
+        command: the training command line, as typed.
+        hyperparameters: shown as a table.
+        hub_model_id: where the model is (or will be) pushed; used in the loading snippets.
+        extra: more template variables (`frozen`, `attention` for captions).
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    model_dir = Path(model_dir)
+    results = json.loads((model_dir / "eval_results.json").read_text())
+    info = describe_dataset(dataset)
+    if info.get("oracle_r2") is not None:
+        results.setdefault("oracle_r2", info["oracle_r2"])
+    template, *_ = TASKS[task]
+    data = ModelCardData(
+        model_name=hub_model_id.split("/")[-1] if hub_model_id else model_dir.name,
+        library_name="transformers",
+        license="apache-2.0",
+        tags=[
+            "fashion",
+            "product-" + task,
+            "timm",
+            "custom_code",
+            *(["synthetic-data"] if info["synthetic"] else []),
+        ],
+        pipeline_tag="image-to-text" if task == "caption" else None,
+        base_model=f"timm/{backbone}" if "/" not in backbone else backbone,
+        datasets=[info["id"]] if "/" in info["id"] else None,
+        metrics=[key for key, _, _ in TASKS[task][3] if key in results],
+        eval_results=eval_results(task, results, info),
+    )
+    card = ModelCard.from_template(
+        data,
+        template_path=str(TEMPLATES / template),
+        model_name=data.model_name,
+        load_id=hub_model_id or str(model_dir),
+        backbone=backbone,
+        dataset_description=info["description"],
+        command=command,
+        hyperparameters=hyperparameters,
+        metrics_section=metrics_section(task, results),
+        plots=sorted(p.name for p in model_dir.glob("*.png")),
+        synthetic=info["synthetic"],
+        **(extra or {}),
+    )
+    card.save(model_dir / "README.md")
+    return card
+
+
+def update_model_card(
+    model_dir: str | Path, results: dict, *, task: str, dataset: str | Path, split: str
+) -> ModelCard:
+    """Replace the metrics of an existing card (YAML `model-index` and the metrics section)."""
+    path = Path(model_dir) / "README.md"
+    if not path.is_file():
+        raise FileNotFoundError(f"no model card to update at {path}")
+    card = ModelCard.load(path)
+    info = describe_dataset(dataset)
+    card.data.eval_results = eval_results(task, results, info, split)
+    card.data.metrics = [key for key, _, _ in TASKS[task][3] if key in results]
+    start, end = map(re.escape, MARKERS)
+    section = f"{MARKERS[0]}\n{metrics_section(task, results, split)}\n{MARKERS[1]}"
+    text, count = re.subn(f"{start}.*?{end}", lambda _: section, card.text, flags=re.S)
+    card.text = text if count else f"{card.text.rstrip()}\n\n{section}\n"
+    card.save(path)
+    return card

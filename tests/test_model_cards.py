@@ -1,0 +1,112 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from huggingface_hub import ModelCard
+
+from model_cards import PublishError, update_model_card, write_model_card
+from model_cards.space import hub_call
+
+from .conftest import REPO_ROOT
+
+
+def _model_dir(tmp_path, results):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "eval_results.json").write_text(json.dumps(results))
+    (folder / "loss_curves.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    return folder
+
+
+def _metrics(card: ModelCard) -> dict:
+    return {r.metric_type: r.metric_value for r in card.data.eval_results}
+
+
+def test_rating_card_carries_eval_results_and_synthetic_warning(tmp_path, tiny_synthetic):
+    results = {"mae": 0.31, "rmse": 0.42, "r2": 0.71, "baseline_mae": 0.74, "num_samples": 8}
+    folder = _model_dir(tmp_path, results)
+    write_model_card(
+        folder,
+        task="rating",
+        dataset=tiny_synthetic,
+        backbone="resnet50",
+        command="python train_rating.py --dataset d",
+        hyperparameters={"learning_rate": 0.001},
+    )
+    card = ModelCard.load(folder / "README.md")
+    assert _metrics(card) == {"mae": 0.31, "rmse": 0.42, "r2": 0.71}
+    assert card.data.eval_results[0].dataset_split == "test"
+    assert "trained on synthetic data" in card.text
+    assert "![loss_curves.png](loss_curves.png)" in card.text
+    assert "| MAE (lower is better) | **0.31** | 0.74 |" in card.text
+    assert "python train_rating.py --dataset d" in card.text
+    assert "best achievable R^2 on this data is" in card.text
+
+
+def test_update_card_replaces_metrics_once(tmp_path, tiny_synthetic):
+    folder = _model_dir(
+        tmp_path, {"bleu": 40.0, "word_overlap": 0.5, "num_samples": 4, "baseline_bleu": 3.0}
+    )
+    write_model_card(
+        folder,
+        task="caption",
+        dataset=tiny_synthetic,
+        backbone="vit_small_patch16_224",
+        command="accelerate launch train_caption.py",
+        hyperparameters={},
+        extra={"frozen": True, "attention": True},
+    )
+    new = {
+        "bleu": 61.5,
+        "word_overlap": 0.8,
+        "jaccard": 0.7,
+        "num_samples": 6,
+        "baseline_bleu": 3.0,
+    }
+    update_model_card(folder, new, task="caption", dataset=tiny_synthetic, split="validation")
+    card = ModelCard.load(folder / "README.md")
+    assert _metrics(card) == {"bleu": 61.5, "word_overlap": 0.8, "jaccard": 0.7}
+    assert card.data.eval_results[0].dataset_split == "validation"
+    assert (
+        card.text.count("<!-- metrics:start -->") == 1
+        and "| BLEU-4 (higher is better) | **61.5** | 3 |" in card.text
+    )
+    assert "40" not in card.text.split("<!-- metrics:start -->")[1].split("<!-- metrics:end -->")[0]
+
+
+def test_hub_failures_are_one_clear_error():
+    def offline():
+        raise ConnectionError("Failed to resolve 'huggingface.co'")
+
+    with pytest.raises(
+        PublishError, match="could not upload x: Failed to resolve 'huggingface.co'"
+    ):
+        hub_call("upload x", offline)
+
+
+def test_publish_space_without_network_fails_cleanly(tmp_path):
+    model = tmp_path / "rating"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model_cards",
+            "publish-space",
+            "--rating_model",
+            str(model),
+            "--space_id",
+            "me/demo",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    if not (REPO_ROOT / "app.py").exists():
+        assert "app.py" in done.stderr
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
