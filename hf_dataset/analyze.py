@@ -494,15 +494,17 @@ def summary_lines(analysis: dict) -> list[str]:
     for name, s in analysis["splits"].items():
         r = s["rating"]
         rating = f"{r['mean']:.2f} ± {r['std']:.2f}" if r["count"] else "no ratings"
-        oov = analysis["oov"].get(name)
-        size = s["image"]["top_sizes"][0][0] if s["image"]["top_sizes"] else "n/a"
-        if len(s["image"]["top_sizes"]) > 1:
-            size += "+"
+        oov = analysis["oov"].get(
+            name
+        )  # none for train: it is the vocabulary OOV is measured against
+        oov_tokens = _fmt(oov["oov_token_rate"], ".1%") if oov else "-"
+        oov_types = _fmt(oov["oov_type_rate"], ".1%") if oov else "-"
+        sizes = s["image"]["top_sizes"]  # the most common size, "+" when there are others
+        size = sizes[0][0] + ("+" if len(sizes) > 1 else "") if sizes else "n/a"
         lines.append(
             f"{name:<11}{s['num_rows']:>8,}{s['num_products']:>10,}{rating:>17}"
             f"{_fmt(r.get('median')):>8}{s['caption']['vocab_size']:>7,}"
-            f"{_fmt(oov and oov['oov_token_rate'], '.1%') if oov else '-':>9}"
-            f"{_fmt(oov and oov['oov_type_rate'], '.1%') if oov else '-':>10}{size:>13}"
+            f"{oov_tokens:>9}{oov_types:>10}{size:>13}"
         )
     if not analysis["has_ratings"]:
         lines.append("no ratings: this is a caption-only dataset (every rating is null)")
