@@ -143,6 +143,8 @@ def _split_stats(split: datasets.Dataset, name: str, extras: list[str]) -> tuple
                 [f"{w}x{h}", n] for (w, h), n in Counter(sizes).most_common(NUM_EXAMPLES)
             ],
             "unreadable": unreadable,
+            # several photos of one product are fine; the same bytes under two products are not
+            "duplicates_within_split": len(hashes) - len(set(hashes)),
         },
         "extras": {
             column: {
@@ -457,12 +459,16 @@ def analyze(
     has_ratings = any(len(columns["ratings"]) for columns in raw.values())
 
     train_vocabulary = raw["train"]["vocabulary"] if "train" in raw else Counter()
+    notes = [] if has_ratings else ["no ratings: every rating is null (a caption-only dataset)"]
+    for name, s in stats.items():
+        if has_ratings and s["rating"]["missing"]:
+            notes.append(
+                f"{name}: {s['rating']['missing']:,} of {s['num_rows']:,} ratings are null"
+            )
     analysis = {
         "dataset": str(dataset_dir),
         "has_ratings": has_ratings,
-        "notes": []
-        if has_ratings
-        else ["no ratings: every rating is null (a caption-only dataset)"],
+        "notes": notes,
         "tokenization": "lower-cased, split into words by the regex \\w+(?:[-']\\w+)* ('t-shirt' is one word)",
         "splits": stats,
         "oov": {
@@ -494,6 +500,8 @@ def summary_lines(analysis: dict) -> list[str]:
     for name, s in analysis["splits"].items():
         r = s["rating"]
         rating = f"{r['mean']:.2f} ± {r['std']:.2f}" if r["count"] else "no ratings"
+        if not s["num_rows"]:
+            rating = "empty split"
         oov = analysis["oov"].get(
             name
         )  # none for train: it is the vocabulary OOV is measured against
@@ -506,8 +514,7 @@ def summary_lines(analysis: dict) -> list[str]:
             f"{_fmt(r.get('median')):>8}{s['caption']['vocab_size']:>7,}"
             f"{oov_tokens:>9}{oov_types:>10}{size:>13}"
         )
-    if not analysis["has_ratings"]:
-        lines.append("no ratings: this is a caption-only dataset (every rating is null)")
+    lines += [f"note  {note}" for note in analysis["notes"]]
     leakage = analysis["leakage"]
     for key, what in (("product_ids", "product ids"), ("images", "identical images")):
         found = leakage[key]
@@ -516,6 +523,14 @@ def summary_lines(analysis: dict) -> list[str]:
         lines.append(
             f"{verdict:<5} {what} in two splits: {found['count']:,}{f' ({where})' if where else ''}"
         )
+    within = {
+        name: split_stats["image"]["duplicates_within_split"]
+        for name, split_stats in analysis["splits"].items()
+        if split_stats["image"]["duplicates_within_split"]
+    }
+    if within:
+        counts = ", ".join(f"{name} {n:,}" for name, n in within.items())
+        lines.append(f"info  identical images repeated within a split: {counts}")
     captions = leakage["captions"]
     lines.append(
         f"info  identical captions in two splits: {captions['count']:,}; "

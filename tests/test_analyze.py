@@ -128,13 +128,20 @@ def test_planted_leaks_are_found(tiny, tmp_path):
             lambda row: {"product_id": "PLANTED-1", "caption": "planted caption"}
         )
     )
-    test = datasets.concatenate_datasets([dataset["test"], copied, duplicate])
+    twin = dataset["test"].select([0]).map(lambda row: {"product_id": "PLANTED-2"})
+    test = datasets.concatenate_datasets([dataset["test"], copied, duplicate, twin])
     leaky = _save({**dataset, "test": test}, tmp_path / "leaky")
 
     result = analyze(leaky, tmp_path / "report")
     assert result["oov"]["test"]["oov_tokens"] == result["oov"]["test"]["oov_types"] == 2
     assert sorted(result["oov"]["test"]["examples"]) == ["caption", "planted"]
     leakage = result["leakage"]
+    duplicates = {n: s["image"]["duplicates_within_split"] for n, s in result["splits"].items()}
+    assert duplicates == {
+        "train": 0,
+        "validation": 0,
+        "test": 1,
+    }  # the twin, not a cross-split leak
     product_ids = leakage["product_ids"]
     assert product_ids["count"] == 1 and product_ids["by_splits"] == {"train/test": 1}
     assert product_ids["examples"][0] == {
@@ -176,6 +183,23 @@ def test_caption_only_dataset(tiny, tmp_path, capsys):
 
     assert main(["analyze", str(path)]) == 0
     assert "caption-only dataset" in capsys.readouterr().out
+
+
+def test_some_ratings_missing(tiny, tmp_path):
+    dataset = datasets.load_from_disk(str(tiny))
+    train = dataset["train"].map(
+        lambda row, i: {"rating": None} if i == 0 else {},
+        with_indices=True,
+        features=dataset["train"].features,
+    )
+    path = _save({**dataset, "train": train}, tmp_path / "partial")
+    result = analyze(path)
+    kept = dataset["train"]["rating"][1:]
+    assert result["has_ratings"] and result["notes"] == [
+        f"train: 1 of {len(train)} ratings are null"
+    ]
+    assert result["splits"]["train"]["rating"]["count"] == len(kept)
+    assert result["baselines"]["rating"]["train_mean"] == pytest.approx(statistics.fmean(kept))
 
 
 def test_card_section_is_replaced_not_duplicated(tiny, tmp_path):
