@@ -521,7 +521,7 @@ def summary_lines(analysis: dict) -> list[str]:
         verdict = "LEAK" if found["count"] else "ok"
         where = ", ".join(f"{pair} {n:,}" for pair, n in found["by_splits"].items())
         lines.append(
-            f"{verdict:<5} {what} in two splits: {found['count']:,}{f' ({where})' if where else ''}"
+            f"{verdict:<5} {what} across splits: {found['count']:,}{f' ({where})' if where else ''}"
         )
     within = {
         name: split_stats["image"]["duplicates_within_split"]
@@ -533,7 +533,7 @@ def summary_lines(analysis: dict) -> list[str]:
         lines.append(f"info  identical images repeated within a split: {counts}")
     captions = leakage["captions"]
     lines.append(
-        f"info  identical captions in two splits: {captions['count']:,}; "
+        f"info  identical captions across splits: {captions['count']:,}; "
         f"{captions['test_rows_with_a_train_caption']:,} of {captions['test_rows']:,} test rows "
         "have a caption seen in train (a memorising model can copy these; not an error)"
     )
@@ -572,7 +572,8 @@ def embed_in_card(dataset_dir: Path, analysis: dict, output: Path) -> None:
 ## Analysis
 
 Made by `python -m hf_dataset analyze` (all numbers in `{relative}/analysis.json`). Captions are
-{analysis["tokenization"]}; OOV = validation/test words missing from the train vocabulary.
+lower-cased and split into words (`t-shirt` is one word); OOV = the validation and test words
+missing from the train vocabulary.
 
 ```
 {table}
