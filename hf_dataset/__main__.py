@@ -9,10 +9,7 @@ from .build import BuildError
 # subcommand -> (module with add_arguments(parser) and main(args), one-line help)
 COMMANDS = {
     "synthetic": (synthetic, "procedurally drawn products: the built-in demo and test dataset"),
-    "analyze": (
-        analyze,
-        "look at a saved dataset: distributions, plots, leakage checks, baselines",
-    ),
+    "analyze": (analyze, "look at a saved dataset: distributions, plots, leaks, baselines"),
 }
 
 
