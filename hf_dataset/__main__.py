@@ -3,12 +3,13 @@
 import argparse
 import sys
 
-from . import synthetic
+from . import analyze, synthetic
 from .build import BuildError
 
 # subcommand -> (module with add_arguments(parser) and main(args), one-line help)
 COMMANDS = {
     "synthetic": (synthetic, "procedurally drawn products: the built-in demo and test dataset"),
+    "analyze": (analyze, "look at a saved dataset: distributions, plots, leaks, baselines"),
 }
 
 
