@@ -3,12 +3,21 @@
 import argparse
 import sys
 
-from . import synthetic
+from . import amazon, folder, hub, synthetic
 from .build import BuildError
 
 # subcommand -> (module with add_arguments(parser) and main(args), one-line help)
 COMMANDS = {
     "synthetic": (synthetic, "procedurally drawn products: the built-in demo and test dataset"),
+    "amazon": (
+        amazon,
+        "Amazon Reviews 2023 item metadata (meta_Amazon_Fashion.jsonl): downloads images",
+    ),
+    "folder": (folder, "a folder of images plus a CSV (product_id, filename, caption[, rating])"),
+    "push": (
+        hub,
+        "upload a built dataset folder (data, card, build report) to the Hugging Face Hub",
+    ),
 }
 
 
