@@ -250,13 +250,16 @@ def build(
             collections.Counter(),
             collections.Counter(),
         )
-        start = time.perf_counter()
+        start, kept = time.perf_counter(), 0
         for row, result in run(rows, url_of=lambda row: row["image_url"], total=total):
             if isinstance(result, DownloadFailed):
                 dropped_images[result.reason] += 1
                 continue
+            kept += 1
             yield {**row, "image": {"bytes": result, "path": None}}
         timing["seconds"] = time.perf_counter() - start
+        if not kept:
+            raise BuildError(f"none of the {total} images could be used ({dict(dropped_images)})")
 
     def summarize(dataset) -> dict:
         seconds = timing.get("seconds", 0.0)

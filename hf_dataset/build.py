@@ -71,6 +71,16 @@ def check_output(output: str | os.PathLike, overwrite: bool) -> Path:
     return output
 
 
+def _at_least_one(records: Iterable[dict]) -> Iterable[dict]:
+    """The records, or a clear error when there are none (datasets cannot save an empty table)."""
+    empty = True
+    for record in records:
+        empty = False
+        yield record
+    if empty:
+        raise BuildError("nothing to write: every record was dropped (see the counts above)")
+
+
 def write_dataset(
     records: Callable[[], Iterable[dict]],
     output: str | os.PathLike,
@@ -100,12 +110,17 @@ def write_dataset(
         with tempfile.TemporaryDirectory(
             dir=output.parent, prefix=f".{output.name}.cache-"
         ) as cache:
-            full = datasets.Dataset.from_generator(
-                lambda: iter(records()),
-                features=features,
-                cache_dir=cache,
-                fingerprint=uuid.uuid4().hex,  # the generator is not hashable; the cache is private
-            )
+            try:
+                full = datasets.Dataset.from_generator(
+                    lambda: _at_least_one(records()),
+                    features=features,
+                    cache_dir=cache,
+                    fingerprint=uuid.uuid4().hex,  # the generator is not hashable; the cache is private
+                )
+            except datasets.exceptions.DatasetGenerationError as error:
+                if isinstance(error.__cause__, BuildError):  # raised by the source: one line
+                    raise error.__cause__ from None
+                raise
             split_of = [split_for(pid) for pid in full["product_id"]]
             dataset = datasets.DatasetDict(
                 {

@@ -414,3 +414,15 @@ def test_no_leftover_partial_files(faulty_build):
     assert not [p for p in cache.rglob("*") if p.name.startswith(".tmp-")]
     assert not list(faulty_build["output"].parent.glob(".dataset.*"))
     assert os.listdir(cache)  # the cache is kept for the next run
+
+
+def test_nothing_downloadable_is_a_one_line_error(server, tmp_path, capsys):
+    metadata = tmp_path / "meta.jsonl"
+    for record in rewrite(TINY, metadata, server):
+        for image in record["images"]:
+            server.routes[path_of(image["hi_res"] or image["large"])] = [Reply(403, b"denied")]
+    output = tmp_path / "none"
+    assert cli(["amazon", "--metadata", str(metadata), "--output", str(output), *FAST]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == "error: none of the 6 images could be used ({'http_403': 6})"
+    assert not output.exists() and not list(tmp_path.glob(".none.*"))
