@@ -228,12 +228,12 @@ def build(
 
     # Pass 1: what the filters keep, and why the rest goes (the record-level report).
     dropped_records, dropped_images = collections.Counter(), collections.Counter()
-    total = sum(
-        1
-        for _ in select(
-            read_records(path, dropped_records), filters, dropped_records, dropped_images
-        )
-    )
+    products, total = set(), 0
+    for row in select(
+        read_records(path, dropped_records), filters, dropped_records, dropped_images
+    ):
+        products.add(row["product_id"])
+        total += 1
     if total == 0:
         raise BuildError(
             f"no record of {path} passes the filters (dropped: {dict(dropped_records) or 'none'})"
@@ -290,7 +290,7 @@ def build(
             "format": "JPEG q90",
             "max_pixels": download.max_pixels,
         },
-        "records_selected_images": total,
+        "selected": {"products": len(products), "images": total},
         "dropped_records": dict(sorted(dropped_records.items())),
     }
     card = {

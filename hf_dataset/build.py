@@ -105,6 +105,11 @@ def write_dataset(
     """
     output = check_output(output, overwrite).absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
+    # A build killed outright (SIGKILL, power loss) cannot clean up after itself: do it now.
+    for stale in output.parent.glob(f".{output.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in output.parent.glob(f".{output.name}.cache-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
         with tempfile.TemporaryDirectory(

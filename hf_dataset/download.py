@@ -37,7 +37,7 @@ from .build import DEFAULT_MAX_SIDE, encode_image
 # Product photos are at most a few thousand pixels a side; 20,000 x 20,000 is an attack or a bug.
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 30 * 2**20
-USER_AGENT = "fashion-rating-caption-dataset-builder/0.1 (+https://huggingface.co/docs/datasets)"
+USER_AGENT = "fashion-rating-caption/0.1 (dataset builder; python-httpx)"
 # "Try again later" statuses: retried like 5xx. Every other 4xx is final.
 RETRY_STATUSES = {408, 429}
 

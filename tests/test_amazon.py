@@ -284,6 +284,7 @@ def test_killed_run_resumes_fetching_only_what_is_missing(server, shared_data, t
         process.wait()
         server.release.set()
     assert not (tmp_path / "b").exists()  # nothing that looks like a dataset
+    assert list(tmp_path.glob(".b.partial-*"))  # only hidden staging, which SIGKILL cannot clean
     cached = {p.stem for p in cache.glob("*/*/*.jpg")}
     assert 20 <= len(cached) <= 25
 
@@ -293,6 +294,7 @@ def test_killed_run_resumes_fetching_only_what_is_missing(server, shared_data, t
     assert set(server.requests) == {p for p in wanted if digest(p) not in cached}
     assert set(server.requests.values()) == {1}
 
+    assert not list(tmp_path.glob(".b.*"))  # the killed run's staging folders are cleaned up
     first, resumed = rows(tmp_path / "a"), rows(tmp_path / "b")
     assert [r["product_id"] for r in first] == [r["product_id"] for r in resumed]
     for a, b in zip(first, resumed, strict=True):
@@ -426,3 +428,43 @@ def test_nothing_downloadable_is_a_one_line_error(server, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == "error: none of the 6 images could be used ({'http_403': 6})"
     assert not output.exists() and not list(tmp_path.glob(".none.*"))
+
+
+def test_push_uploads_card_report_and_data(server, tmp_path, monkeypatch):
+    """The Hub calls and what they carry, recorded offline (the Hub itself cannot be reached here)."""
+    from huggingface_hub import DatasetCard
+
+    from hf_dataset import hub
+
+    metadata = tmp_path / "meta.jsonl"
+    rewrite(TINY, metadata, server)
+    output = tmp_path / "built"
+    assert cli(["amazon", "--metadata", str(metadata), "--output", str(output), *FAST]) == 0
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id, kwargs))
+            return f"https://huggingface.co/datasets/{repo_id}"
+
+        def create_commit(self, repo_id, operations, **kwargs):
+            calls.append(("create_commit", repo_id, {o.path_in_repo: o for o in operations}))
+
+    def fake_push(dataset, repo_id, **kwargs):
+        calls.append(
+            ("push_to_hub", repo_id, {name: len(split) for name, split in dataset.items()})
+        )
+
+    monkeypatch.setattr(hub, "HfApi", FakeApi)
+    monkeypatch.setattr(datasets.DatasetDict, "push_to_hub", fake_push)
+    assert cli(["push", str(output), "me/fashion", "--private"]) == 0
+    assert [c[0] for c in calls] == ["create_repo", "create_commit", "push_to_hub"]
+    assert calls[0][2] == {"repo_type": "dataset", "private": True, "exist_ok": True}
+    files = calls[1][2]
+    card = DatasetCard(files["README.md"].path_or_fileobj.decode())
+    # The local Arrow layout is not the Hub's Parquet one: push_to_hub writes those entries.
+    assert "configs" not in card.data.to_dict() and "dataset_info" not in card.data.to_dict()
+    assert card.data.license == "other" and "Amazon Reviews 2023" in card.text
+    assert files["build_report.json"].path_or_fileobj == str(output / "build_report.json")
+    kept = json.loads((output / "build_report.json").read_text())["kept"]
+    assert calls[2][2] == {name: kept[name] for name in SPLITS}
