@@ -298,16 +298,7 @@ def build(
         "summary": (
             "Product photos from the Amazon Reviews 2023 `Amazon_Fashion` item metadata, each with its "
             "star rating (`average_rating`, 1-5), the number of ratings behind it (`rating_number`) "
-            "and its product title as the caption. "
-            f"Filters: {'the main image of each product' if filters.images == 'main' else 'every image of each product (one row each)'}, "
-            f"products with at least {filters.min_ratings} ratings"
-            + (
-                f", the first {filters.max_products} products that pass"
-                if filters.max_products
-                else ""
-            )
-            + ", deduplicated by product and by image URL; images verified, longest side capped at "
-            f"{download.max_side} px, JPEG q90."
+            "and its product title as the caption. " + describe_filters(filters, download.max_side)
         ),
         "source": (
             f"Built by `python -m hf_dataset amazon --metadata {metadata}` from the item metadata of "
@@ -327,6 +318,25 @@ def build(
         card=card,
         overwrite=overwrite,
         summarize=summarize,
+    )
+
+
+def describe_filters(filters: Filters, max_side: int) -> str:
+    """The filters in a sentence, for the dataset card."""
+    parts = [
+        "the main image of each product"
+        if filters.images == "main"
+        else "every image of each product (one row each)",
+        f"products with at least {filters.min_ratings} ratings"
+        if filters.min_ratings > 1
+        else "every rated product",
+    ]
+    if filters.max_products:
+        parts.append(f"the first {filters.max_products} products that pass")
+    parts.append("deduplicated by product and by image URL")
+    return (
+        f"Filters: {', '.join(parts)}; images verified, longest side capped at {max_side} px, "
+        "JPEG q90."
     )
 
 
