@@ -1,0 +1,1 @@
+"""Performance suite: `python -m benchmarks.bench_build` (and more to come)."""

@@ -71,6 +71,16 @@ def check_output(output: str | os.PathLike, overwrite: bool) -> Path:
     return output
 
 
+def _at_least_one(records: Iterable[dict]) -> Iterable[dict]:
+    """The records, or a clear error when there are none (datasets cannot save an empty table)."""
+    empty = True
+    for record in records:
+        empty = False
+        yield record
+    if empty:
+        raise BuildError("nothing to write: every record was dropped (see the counts above)")
+
+
 def write_dataset(
     records: Callable[[], Iterable[dict]],
     output: str | os.PathLike,
@@ -95,17 +105,27 @@ def write_dataset(
     """
     output = check_output(output, overwrite).absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
+    # A build killed outright (SIGKILL, power loss) cannot clean up after itself: do it now.
+    for stale in output.parent.glob(f".{output.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in output.parent.glob(f".{output.name}.cache-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
         with tempfile.TemporaryDirectory(
             dir=output.parent, prefix=f".{output.name}.cache-"
         ) as cache:
-            full = datasets.Dataset.from_generator(
-                lambda: iter(records()),
-                features=features,
-                cache_dir=cache,
-                fingerprint=uuid.uuid4().hex,  # the generator is not hashable; the cache is private
-            )
+            try:
+                full = datasets.Dataset.from_generator(
+                    lambda: _at_least_one(records()),
+                    features=features,
+                    cache_dir=cache,
+                    fingerprint=uuid.uuid4().hex,  # the generator is not hashable; the cache is private
+                )
+            except datasets.exceptions.DatasetGenerationError as error:
+                if isinstance(error.__cause__, BuildError):  # raised by the source: one line
+                    raise error.__cause__ from None
+                raise
             split_of = [split_for(pid) for pid in full["product_id"]]
             dataset = datasets.DatasetDict(
                 {

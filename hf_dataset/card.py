@@ -101,6 +101,8 @@ source keeps every old product in its split.
 
 ## Build report
 
+{_report_summary(report)}
+
 ```json
 {json.dumps(report, indent=2)}
 ```
@@ -118,6 +120,25 @@ example["image"], example["caption"], example["rating"]
     card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
     card.save(folder / "README.md")
     return card
+
+
+def _report_summary(report: dict) -> str:
+    """The build report in words: what was kept, and every drop by reason (the JSON follows)."""
+    kept = report.get("kept", {})
+    splits = " / ".join(f"{name} {kept.get(name, 0):,}" for name in SPLITS)
+    lines = [f"Kept **{kept.get('total', 0):,}** rows ({splits})"]
+    if "kept_products" in report:
+        lines[0] += f" from {report['kept_products']:,} products"
+    lines[0] += "."
+    for key, what in (
+        ("dropped_records", "Dropped records"),
+        ("dropped_images", "Dropped images"),
+        ("dropped", "Dropped"),
+    ):
+        if key in report:
+            counts = ", ".join(f"{reason} {n:,}" for reason, n in report[key].items()) or "none"
+            lines.append(f"{what}: {counts}.")
+    return "\n".join(f"- {line}" for line in lines)
 
 
 def _describe(feature) -> str:

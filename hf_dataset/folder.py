@@ -1,0 +1,247 @@
+"""A folder of images plus a CSV -> product dataset (the original project's layout).
+
+`metadata.csv` needs `product_id`, `filename` (relative to the images folder) and `caption`;
+optional `rating` (1-5) and `rating_count`; every other column is kept as a string. A product may
+have several rows (several images): they share the product's split. Rows are dropped, and counted,
+for: a missing id, filename or caption (`malformed_row`), a rating that is not a number in [1, 5]
+(`invalid_rating`), a file that does not exist (`missing_file`), one that does not decode
+(`invalid_image`) or is a decompression bomb (`too_large`), a file already used (`duplicate_file`),
+or an image identical to an earlier one (`duplicate_image`: one product listed twice would leak across
+splits).
+Images are verified and re-encoded exactly like downloaded ones (`download.process_image`).
+
+Example: `../shared/data/fashion_products` (2,221 catalogue photos with titles, no ratings).
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from .amazon import add_push_arguments, finish, print_report
+from .build import DEFAULT_MAX_SIDE, BuildError, base_features, check_output, write_dataset
+from .download import DEFAULT_MAX_PIXELS, DownloadFailed, ordered_map, process_image
+
+REQUIRED = ("product_id", "filename", "caption")
+NUMERIC = ("rating", "rating_count")
+
+
+_INVALID = object()
+
+
+def _number(text: str | None, kind):
+    """None for an empty cell, the number, or `_INVALID` (rating outside [1, 5], negative count)."""
+    if not text:
+        return None
+    try:
+        value = kind(float(text))
+    except ValueError:
+        return _INVALID
+    if value != value or value < 0 or (kind is float and not 1.0 <= value <= 5.0):
+        return _INVALID
+    return value
+
+
+def read_rows(csv_path: Path, dropped: collections.Counter) -> tuple[list[dict], list[str]]:
+    """The CSV's valid rows (ratings parsed) and its extra column names."""
+    with open(csv_path, newline="", encoding="utf-8-sig") as file:
+        reader = csv.DictReader(file)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in REQUIRED if c not in columns]
+        if missing:
+            raise BuildError(
+                f"{csv_path} lacks the column(s) {', '.join(missing)} "
+                f"(needs {', '.join(REQUIRED)}; has {', '.join(columns) or 'none'})"
+            )
+        extras = [c for c in columns if c not in REQUIRED + NUMERIC and c != "image"]
+        rows, seen_files = [], set()
+        for raw in reader:
+            row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+            if not all(row.get(c) for c in REQUIRED):
+                dropped["malformed_row"] += 1
+                continue
+            rating, count = _number(row.get("rating"), float), _number(row.get("rating_count"), int)
+            if rating is _INVALID or count is _INVALID:
+                dropped["invalid_rating"] += 1
+                continue
+            if row["filename"] in seen_files:
+                dropped["duplicate_file"] += 1
+                continue
+            seen_files.add(row["filename"])
+            rows.append(
+                {
+                    "product_id": row["product_id"],
+                    "filename": row["filename"],
+                    "caption": " ".join(row["caption"].split()),
+                    "rating": rating,
+                    "rating_count": count,
+                    **{c: row.get(c, "") for c in extras},
+                }
+            )
+    return rows, extras
+
+
+def build(
+    metadata: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    images: str | os.PathLike | None = None,
+    max_products: int | None = None,
+    max_side: int = DEFAULT_MAX_SIDE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int = 4,
+    overwrite: bool = False,
+):
+    """Build the dataset from `metadata` (CSV) and the `images` folder (default: `images/` beside it).
+
+    Args:
+        max_products: keep only the first N distinct product ids of the CSV (a quick subset).
+        max_side / max_pixels: as for the amazon source.
+        workers: threads decoding and re-encoding images.
+    """
+    metadata = Path(metadata)
+    if not metadata.is_file():
+        raise BuildError(f"metadata CSV not found: {metadata}")
+    images = Path(images) if images else metadata.parent / "images"
+    if not images.is_dir():
+        raise BuildError(f"images folder not found: {images}")
+    if max_products is not None and max_products < 1:
+        raise BuildError(f"--max-products must be a positive integer, got {max_products}")
+    output = check_output(output, overwrite)
+
+    dropped = collections.Counter()
+    rows, extras = read_rows(metadata, dropped)
+    if max_products is not None:
+        keep = list(dict.fromkeys(r["product_id"] for r in rows))[:max_products]
+        keep = set(keep)
+        rows = [r for r in rows if r["product_id"] in keep]
+    if not rows:
+        raise BuildError(f"no usable row in {metadata} (dropped: {dict(dropped) or 'none'})")
+    timing = {}
+
+    def load(row: dict) -> bytes | DownloadFailed:
+        try:
+            data = (images / row["filename"]).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return DownloadFailed("missing_file", row["filename"])
+        except OSError as error:
+            return DownloadFailed("invalid_image", f"{row['filename']}: {error}")
+        try:
+            return process_image(data, max_side, max_pixels)
+        except DownloadFailed as failure:
+            return failure
+
+    def records():
+        from tqdm.auto import tqdm
+
+        start = time.perf_counter()
+        results = ordered_map(load, rows, workers=workers)
+        seen_images = set()
+        for row, result in tqdm(results, total=len(rows), desc="reading images", unit="img"):
+            if isinstance(result, DownloadFailed):
+                dropped[result.reason] += 1
+                continue
+            # The same photo under two product ids would put one product in two splits (a leak).
+            digest = hashlib.sha256(result).digest()
+            if digest in seen_images:
+                dropped["duplicate_image"] += 1
+                continue
+            seen_images.add(digest)
+            record = {k: v for k, v in row.items() if k != "filename"}
+            yield {**record, "image": {"bytes": result, "path": None}}
+        timing["seconds"] = time.perf_counter() - start
+
+    def summarize(dataset) -> dict:
+        seconds = timing.get("seconds", 0.0)
+        return {
+            "kept_products": len(
+                {pid for split in dataset.values() for pid in split["product_id"]}
+            ),
+            "dropped": dict(sorted(dropped.items())),
+            "seconds": round(seconds, 2),
+        }
+
+    report = {
+        "source": "folder",
+        "metadata": str(metadata),
+        "images": str(images),
+        "rows_read": len(rows) + sum(dropped.values()),
+        "max_products": max_products,
+        "image": {"max_side": max_side, "format": "JPEG q90", "max_pixels": max_pixels},
+    }
+    has_rating = any(r["rating"] is not None for r in rows)
+    card = {
+        "pretty_name": f"Fashion products ({metadata.parent.name})",
+        "summary": (
+            f"Product photos from `{images.name}/` with the titles of `{metadata.name}` as captions"
+            + ("" if has_rating else " (no ratings: `rating` and `rating_count` are null)")
+            + f"; images verified, longest side capped at {max_side} px, JPEG q90."
+        ),
+        "source": (
+            f"Built by `python -m hf_dataset folder --metadata {metadata}` from a folder of images and a "
+            "CSV (`product_id, filename, caption[, rating]` plus extra columns). **License:** a public "
+            "fashion-catalogue dataset; check its license before redistributing."
+        ),
+        "license": "other",
+        "tags": ["fashion-catalogue"],
+    }
+    return write_dataset(
+        records,
+        output,
+        features=base_features(extras),
+        report=report,
+        card=card,
+        overwrite=overwrite,
+        summarize=summarize,
+    )
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--metadata",
+        required=True,
+        help="CSV with product_id, filename, caption[, rating, rating_count] and extra columns",
+    )
+    parser.add_argument(
+        "--images", default=None, help="the images folder (default: images/ beside the CSV)"
+    )
+    parser.add_argument("--output", required=True, help="dataset folder to write")
+    parser.add_argument(
+        "--max-products", type=int, default=None, help="keep only the first N products"
+    )
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=DEFAULT_MAX_SIDE,
+        help=f"longest side of stored images in pixels (default: {DEFAULT_MAX_SIDE})",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images with more pixels (default: {DEFAULT_MAX_PIXELS:,})",
+    )
+    parser.add_argument("--workers", type=int, default=4, help="image threads (default: 4)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a non-empty output folder"
+    )
+    add_push_arguments(parser)
+
+
+def main(args) -> None:
+    dataset = build(
+        args.metadata,
+        args.output,
+        images=args.images,
+        max_products=args.max_products,
+        max_side=args.max_side,
+        max_pixels=args.max_pixels,
+        workers=args.workers,
+        overwrite=args.overwrite,
+    )
+    print_report(args.output, dataset)
+    finish(args)
