@@ -4,12 +4,18 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import datasets
 import pytest
+import timm
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
+import evaluate_models
+import train_rating
 from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel
 
 
@@ -182,3 +188,172 @@ print(json.dumps({{"model": type(model).__module__, "predictions": out.predictio
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["model"].startswith("transformers_modules.")
     assert torch.allclose(torch.tensor(answer["predictions"]), expected, atol=1e-5)
+
+
+# --- train_rating.py / evaluate_models.py ----------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TINY_ARGS = [
+    "--backbone", "test_resnet", "--pretrained_backbone", "false", "--image_size", "32",
+    "--head_hidden_size", "16", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
+    "--learning_rate", "3e-3", "--logging_steps", "2", "--disable_tqdm", "true", "--seed", "0",
+]  # fmt: skip
+SCRIPT_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def train(dataset, output_dir, *extra):
+    return train_rating.main(
+        ["--dataset", str(dataset), "--output_dir", str(output_dir), *TINY_ARGS, *extra]
+    )
+
+
+def run_script(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=REPO_ROOT,
+        env=SCRIPT_ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_synthetic, tmp_path_factory):
+    """One tiny end-to-end run shared by the tests that only read its outputs."""
+    output_dir = tmp_path_factory.mktemp("rating")
+    results = train(tiny_synthetic, output_dir, "--num_train_epochs", "2")
+    return output_dir, results
+
+
+def test_script_writes_every_output(trained):
+    output_dir, results = trained
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "modeling_rating.py",
+        "eval_results.json",
+        "loss_curves.png",
+        "mae_curve.png",
+        "test_predicted_vs_true.png",
+        "test_residuals.png",
+        "test_confusion_matrix.png",
+    ):
+        assert (output_dir / name).is_file() and (output_dir / name).stat().st_size > 0, name
+    saved = json.loads((output_dir / "eval_results.json").read_text())
+    for key in ("mae", "rmse", "r2", "baseline_mae", "num_samples"):
+        assert isinstance(saved[key], int | float), key
+    assert saved["num_samples"] == results["num_samples"] > 0
+    assert 1.0 < saved["train_mean"] < 5.0 and "mae" in saved["validation"]
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["rating_prior"] == pytest.approx(saved["train_mean"])
+
+
+def test_evaluate_models_reproduces_the_training_scores(trained, tiny_synthetic, tmp_path):
+    output_dir, results = trained
+    out = tmp_path / "eval.json"
+    evaluated = evaluate_models.main(
+        ["--model", str(output_dir), "--dataset", str(tiny_synthetic), "--output", str(out)]
+    )
+    assert json.loads(out.read_text())["model_type"] == "product_rating"
+    for key in ("mae", "rmse", "r2", "baseline_mae", "num_samples"):
+        assert evaluated[key] == pytest.approx(results[key], abs=1e-5), key
+
+
+def test_resume_from_checkpoint(tiny_synthetic, tmp_path):
+    train(tiny_synthetic, tmp_path, "--num_train_epochs", "1")
+    first = sorted(p.name for p in tmp_path.glob("checkpoint-*"))
+    assert first, "no checkpoint written"
+    with pytest.raises(train_rating.ScriptError, match="holds checkpoints"):
+        train(tiny_synthetic, tmp_path, "--num_train_epochs", "2")
+    train(tiny_synthetic, tmp_path, "--num_train_epochs", "2", "--resume_from_checkpoint", "true")
+    state = json.loads(
+        (
+            max(tmp_path.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+            / "trainer_state.json"
+        ).read_text()
+    )
+    assert state["epoch"] == 2
+    # the second run continued the first: its epoch-1 evaluation is in the history it loaded
+    assert [log["epoch"] for log in state["log_history"] if "eval_mae" in log][:2] == [1, 2]
+
+
+def test_pretrained_backbone_path_loads_the_given_weights(tmp_path):
+    source = timm.create_model("test_resnet", pretrained=False, num_classes=0)
+    torch.nn.init.constant_(source.conv1[0].weight, 0.125)
+    save_file(source.state_dict(), tmp_path / "weights.safetensors")
+    model_args, _, _ = train_rating.parse_args(
+        ["--dataset", "unused", "--output_dir", str(tmp_path), *TINY_ARGS,
+         "--pretrained_backbone", str(tmp_path / "weights.safetensors")]
+    )  # fmt: skip
+    model = train_rating.build_model(model_args, train_mean=3.5, log=print)
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[key], value), key
+    assert model.config.rating_prior == 3.5
+
+
+def test_rating_count_filter_and_weights(tiny_synthetic):
+    args = train_rating.DataArguments(dataset=str(tiny_synthetic), min_rating_count=20)
+    splits = train_rating.load_rated_splits(args, log=print)
+    counts = splits["train"]["rating_count"]
+    assert counts and min(counts) >= 20
+    total = sum(len(s) for s in datasets.load_from_disk(str(tiny_synthetic)).values())
+    assert sum(len(s) for s in splits.values()) < total
+    processor = ProductImageProcessor(image_size=32)
+    splits = train_rating.attach_transforms(splits, processor, weight_by_rating_count=True)
+    batch = train_rating.collate([splits["train"][i] for i in range(len(splits["train"]))])
+    assert batch["pixel_values"].shape == (len(counts), 3, 32, 32)
+    assert batch["weights"].mean().item() == pytest.approx(1.0, abs=1e-5)
+    assert "weights" not in splits["validation"][0]  # evaluation is never weighted
+
+
+@pytest.fixture
+def unrated(tiny_synthetic, tmp_path):
+    # keep_in_memory: the shared fixture folder must not get cache files
+    dataset = datasets.load_from_disk(str(tiny_synthetic)).map(
+        lambda row: {"rating": None}, keep_in_memory=True
+    )
+    dataset.save_to_disk(str(tmp_path / "unrated"))
+    return tmp_path / "unrated"
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "dataset folder not found"),
+        ("unrated", "has no ratings"),
+        ("backbone", "unknown timm backbone 'resnet5O'"),
+        ("weights", "pretrained backbone weights not found"),
+    ],
+)
+def test_clear_errors(case, message, tiny_synthetic, unrated, tmp_path):
+    dataset = {"missing": tmp_path / "nope", "unrated": unrated}.get(case, tiny_synthetic)
+    extra = {
+        "backbone": ["--backbone", "resnet5O"],
+        "weights": ["--pretrained_backbone", "nope.pt"],
+    }
+    with pytest.raises(train_rating.ScriptError, match=message):
+        train(dataset, tmp_path / "out", *extra.get(case, []))
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+    result = run_script(
+        "train_rating.py", "--dataset", tmp_path / "nope", "--output_dir", tmp_path / "out"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: dataset folder not found: {tmp_path / 'nope'}"
+
+
+def test_accelerate_launch_two_processes(tiny_synthetic, tmp_path):
+    result = run_script(
+        "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+        "train_rating.py", "--dataset", tiny_synthetic, "--output_dir", tmp_path, *TINY_ARGS,
+        "--num_train_epochs", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "eval_results.json").read_text())
+    test_rows = len(datasets.load_from_disk(str(tiny_synthetic))["test"])
+    assert results["num_samples"] == test_rows  # gathered from both processes, no duplicates
+    assert (tmp_path / "model.safetensors").is_file()
