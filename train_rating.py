@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel, plots
 from modeling.backbone import parse_pretrained
@@ -99,7 +100,7 @@ class RatingTrainingArguments(TrainingArguments):
     )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "start afresh even if output_dir holds checkpoints of an earlier run"},
+        metadata={"help": "start afresh: delete the checkpoints of an earlier run in output_dir"},
     )
 
 
@@ -272,19 +273,24 @@ def build_model(args: ModelArguments, train_mean: float, log) -> ProductRatingMo
 # --- outputs -----------------------------------------------------------------------------------------
 
 
-def write_outputs(output_dir: Path, trainer, metric, splits, train_mean, validation, log) -> dict:
+def write_outputs(trainer, metric, splits, train_mean, validation, train_runtime, dataset_dir, log):
     """Test-split metrics -> eval_results.json, and the plots."""
+    output_dir = Path(trainer.args.output_dir)
     prediction = trainer.predict(splits["test"], metric_key_prefix="test")
     y_pred, y_true = prediction.predictions.reshape(-1), prediction.label_ids.reshape(-1)
     results = metric.compute(predictions=y_pred, references=y_true, train_mean=train_mean)
     if not trainer.is_world_process_zero():
         return results
+    results.update(split="test", train_mean=train_mean)
+    report = Path(dataset_dir) / "build_report.json"
+    oracle = json.loads(report.read_text()).get("oracle_r2") if report.is_file() else None
+    if oracle is not None:  # synthetic data: the best R^2 any model can reach on this dataset
+        results["oracle_r2"] = oracle
     results.update(
-        split="test",
-        train_mean=train_mean,
         validation={k.removeprefix("eval_"): v for k, v in validation.items()},
         best_checkpoint=trainer.state.best_model_checkpoint,
         epochs_trained=trainer.state.epoch,
+        train_runtime_s=train_runtime,
     )
     (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
 
@@ -303,7 +309,9 @@ def write_outputs(output_dir: Path, trainer, metric, splits, train_mean, validat
     plots.plot_confusion_matrix(y_true, y_pred, output_dir / "test_confusion_matrix.png")
     log(
         f"test: MAE {results['mae']:.3f} (train-mean baseline {results['baseline_mae']:.3f}), "
-        f"RMSE {results['rmse']:.3f}, R^2 {results['r2']:.3f} on {results['num_samples']} products"
+        f"RMSE {results['rmse']:.3f}, R^2 {results['r2']:.3f}"
+        + (f" (best achievable {oracle:.3f})" if oracle is not None else "")
+        + f" on {results['num_samples']} products"
     )
     log(f"wrote {output_dir}")
     return results
@@ -335,6 +343,9 @@ def main(argv=None) -> dict:
             f"{output_dir} holds checkpoints of an earlier run: pass --resume_from_checkpoint true "
             "to continue it, --overwrite_output_dir to start afresh, or another --output_dir"
         )
+    if resume is None and training_args.overwrite_output_dir and is_main and output_dir.is_dir():
+        for checkpoint in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+            shutil.rmtree(checkpoint)  # the earlier run's checkpoints, and nothing else
     set_seed(training_args.seed)
 
     # data
@@ -367,10 +378,13 @@ def main(argv=None) -> dict:
         compute_metrics=compute_metrics,
         callbacks=[EarlyStoppingCallback(training_args.early_stopping_patience)],
     )
-    trainer.train(resume_from_checkpoint=resume)
+    train_output = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(output_dir))  # the best epoch (load_best_model_at_end) + the processor
     validation = trainer.evaluate()
-    return write_outputs(output_dir, trainer, metric, splits, train_mean, validation, log)
+    runtime = train_output.metrics.get("train_runtime")
+    return write_outputs(
+        trainer, metric, splits, train_mean, validation, runtime, data_args.dataset, log
+    )
 
 
 if __name__ == "__main__":

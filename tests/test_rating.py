@@ -246,6 +246,7 @@ def test_script_writes_every_output(trained):
         assert isinstance(saved[key], int | float), key
     assert saved["num_samples"] == results["num_samples"] > 0
     assert 1.0 < saved["train_mean"] < 5.0 and "mae" in saved["validation"]
+    assert 0.0 < saved["oracle_r2"] < 1.0  # from the synthetic dataset's build report
     config = json.loads((output_dir / "config.json").read_text())
     assert config["rating_prior"] == pytest.approx(saved["train_mean"])
 
