@@ -153,23 +153,25 @@ def load_rated_splits(args: DataArguments, log) -> datasets.DatasetDict:
         ) from None
     if not isinstance(raw, datasets.DatasetDict) or not set(SPLITS) <= set(raw):
         raise ScriptError(f"{path} must be a DatasetDict with splits {', '.join(SPLITS)}")
-    for column in ("image", "rating"):
+    needed = ["image", "rating"]
+    if args.min_rating_count > 0 or args.weight_by_rating_count:
+        needed.append("rating_count")
+    for column in needed:
         if column not in raw["train"].column_names:
             raise ScriptError(f"dataset {path} has no {column!r} column")
 
-    splits = {}
+    splits, num_rated = {}, 0
     for name in SPLITS:
-        columns = raw[name].select_columns(
-            [c for c in ("rating", "rating_count") if c in raw[name].column_names]
-        )[:]
+        columns = raw[name].select_columns(needed[1:])[:]
         ratings = columns["rating"]
-        counts = columns.get("rating_count", [None] * len(ratings))
         keep = [i for i, rating in enumerate(ratings) if rating is not None]
+        num_rated += len(keep)
         message = (
             f"{name}: {len(ratings)} rows, {len(ratings) - len(keep)} without a rating dropped"
         )
         if args.min_rating_count > 0:
             before = len(keep)
+            counts = columns["rating_count"]
             keep = [i for i in keep if (counts[i] or 0) >= args.min_rating_count]
             message += (
                 f", {before - len(keep)} with fewer than {args.min_rating_count} ratings dropped"
@@ -177,16 +179,17 @@ def load_rated_splits(args: DataArguments, log) -> datasets.DatasetDict:
         log(f"{message}, {len(keep)} kept")
         splits[name] = raw[name].select(keep, keep_in_memory=True)
 
-    if all(len(raw[name]) > 0 for name in SPLITS) and not any(len(s) for s in splits.values()):
-        if args.min_rating_count > 0:
-            raise ScriptError(f"no product in {path} has {args.min_rating_count} or more ratings")
+    if num_rated == 0:
         raise ScriptError(
             f"dataset {path} has no ratings (every row's rating is null): a rating model needs "
             "rated products, e.g. from `python -m hf_dataset synthetic` or `amazon`"
         )
     for name, split in splits.items():
         if len(split) == 0:
-            raise ScriptError(f"the {name} split of {path} has no rated products left")
+            reason = (
+                f" with {args.min_rating_count} or more ratings" if args.min_rating_count else ""
+            )
+            raise ScriptError(f"the {name} split of {path} has no rated products{reason}")
     return datasets.DatasetDict(splits)
 
 

@@ -326,6 +326,7 @@ def unrated(tiny_synthetic, tmp_path):
         ("unrated", "has no ratings"),
         ("backbone", "unknown timm backbone 'resnet5O'"),
         ("weights", "pretrained backbone weights not found"),
+        ("count", "no rated products with 100000 or more ratings"),
     ],
 )
 def test_clear_errors(case, message, tiny_synthetic, unrated, tmp_path):
@@ -333,6 +334,7 @@ def test_clear_errors(case, message, tiny_synthetic, unrated, tmp_path):
     extra = {
         "backbone": ["--backbone", "resnet5O"],
         "weights": ["--pretrained_backbone", "nope.pt"],
+        "count": ["--min_rating_count", "100000"],
     }
     with pytest.raises(train_rating.ScriptError, match=message):
         train(dataset, tmp_path / "out", *extra.get(case, []))
