@@ -310,6 +310,13 @@ def write_outputs(trainer, metric, splits, train_mean, validation, train_runtime
     plots.plot_predicted_vs_true(y_true, y_pred, output_dir / "test_predicted_vs_true.png")
     plots.plot_residuals(y_true, y_pred, output_dir / "test_residuals.png")
     plots.plot_confusion_matrix(y_true, y_pred, output_dir / "test_confusion_matrix.png")
+    samples = splits["test"].with_format(None).select(range(min(12, len(y_true))))  # raw images
+    plots.plot_image_grid(
+        samples["image"],
+        [f"true {t:.2f}, predicted {p:.2f}" for t, p in zip(y_true, y_pred, strict=False)],
+        output_dir / "test_samples.png",
+        title="Test products",
+    )
     log(
         f"test: MAE {results['mae']:.3f} (train-mean baseline {results['baseline_mae']:.3f}), "
         f"RMSE {results['rmse']:.3f}, R^2 {results['r2']:.3f}"

@@ -128,3 +128,18 @@ def plot_confusion_matrix(y_true, y_pred, path, *, low=1, high=5, title="") -> P
     ax.set_title(title or f"Rounded ratings (exact {accuracy:.0%})")
     fig.colorbar(image, ax=ax, fraction=0.046)
     return _save(fig, path)
+
+
+def plot_image_grid(images, titles, path, *, columns: int = 4, title: str = "") -> Path:
+    """Images (PIL) in a grid, each with its title, e.g. "true 4.3 / predicted 4.2" or a caption."""
+    images, titles = list(images), list(titles)
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, text in zip(axes.flat, images, titles, strict=False):
+        ax.imshow(image)
+        ax.set_title(text, fontsize=8, wrap=True)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

@@ -239,6 +239,7 @@ def test_script_writes_every_output(trained):
         "test_predicted_vs_true.png",
         "test_residuals.png",
         "test_confusion_matrix.png",
+        "test_samples.png",
     ):
         assert (output_dir / name).is_file() and (output_dir / name).stat().st_size > 0, name
     saved = json.loads((output_dir / "eval_results.json").read_text())
