@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
+_FLOAT_FIELDS = (
+    "dropout",
+    "drop_path_rate",
+    "huber_delta",
+    "min_rating",
+    "max_rating",
+    "rating_prior",
+    "initializer_range",
+)
+
 
 class ProductRatingConfig(PreTrainedConfig):
     r"""Configuration of a [`ProductRatingModel`]: a timm backbone and a small head that predicts one star
@@ -63,7 +73,6 @@ class ProductRatingConfig(PreTrainedConfig):
             raise ValueError(f"huber_delta must be positive, got {self.huber_delta}")
         if self.image_size < 1 or self.head_hidden_size < 0:
             raise ValueError("image_size must be positive and head_hidden_size non-negative")
-        for name in ("dropout", "drop_path_rate", "huber_delta", "min_rating", "max_rating",
-                     "rating_prior", "initializer_range"):  # fmt: skip
+        for name in _FLOAT_FIELDS:
             setattr(self, name, float(getattr(self, name)))  # so 1 and 1.0 save the same
         super().__post_init__(**kwargs)
