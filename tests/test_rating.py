@@ -1,0 +1,363 @@
+"""The rating model (tiny timm backbones, 32-64 px, CPU)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+import evaluate_models
+import train_rating
+from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine the threads wait on each other
+    (measured here: 15 ms per step with one thread, over 1 s with two while other jobs ran)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_model(backbone="test_resnet", image_size=32, **kwargs) -> ProductRatingModel:
+    torch.manual_seed(0)
+    config = ProductRatingConfig(
+        backbone=backbone, image_size=image_size, head_hidden_size=16, **kwargs
+    )
+    return ProductRatingModel(config)
+
+
+def train_a_little(model, steps=3, size=32):
+    """Move every weight (and the BatchNorm statistics) away from any initialisation."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        loss = model(torch.randn(4, 3, size, size), labels=torch.tensor([1.0, 2.0, 4.0, 5.0])).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+def test_forward_backward_reaches_every_parameter():
+    model = tiny_model()
+    out = model(torch.randn(2, 3, 32, 32), labels=torch.tensor([1.5, 4.5]))
+    assert out.predictions.shape == (2,) and out.loss.ndim == 0
+    out.loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"no gradient for {missing}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_predictions_stay_within_bounds_even_for_extreme_inputs():
+    model = tiny_model().eval()
+    with torch.no_grad():
+        for pixels in (torch.randn(2, 3, 32, 32) * 1e4, torch.full((2, 3, 32, 32), -1e4)):
+            for bias in (1e4, -1e4, 0.0):
+                model.head_out.bias.fill_(bias)
+                predictions = model(pixels).predictions
+                assert torch.isfinite(predictions).all()
+                assert ((predictions >= 1.0) & (predictions <= 5.0)).all(), predictions
+
+
+def test_fresh_head_predicts_the_prior():
+    model = tiny_model(rating_prior=4.2).eval()
+    with torch.no_grad():
+        predictions = model(torch.randn(4, 3, 32, 32)).predictions
+    assert torch.allclose(predictions, torch.full((4,), 4.2), atol=0.05)
+
+
+def test_weighted_loss():
+    model = tiny_model().eval()
+    pixels, labels = torch.randn(2, 3, 32, 32), torch.tensor([1.0, 5.0])
+    with torch.no_grad():
+        plain = model(pixels, labels=labels).loss
+        equal = model(pixels, labels=labels, weights=torch.tensor([3.0, 3.0])).loss
+        first_only = model(pixels, labels=labels, weights=torch.tensor([1.0, 0.0])).loss
+        first = model(pixels[:1], labels=labels[:1]).loss
+    assert torch.allclose(plain, equal) and torch.allclose(first_only, first)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="rating_prior"):
+        ProductRatingConfig(rating_prior=5.0)
+    with pytest.raises(ValueError, match="huber_delta"):
+        ProductRatingConfig(huber_delta=0)
+    with pytest.raises(ValueError, match="unknown timm backbone"):
+        ProductRatingModel(ProductRatingConfig(backbone="resnet5O"))
+
+
+@pytest.mark.parametrize("backbone, size", [("test_resnet", 32), ("test_coatnet", 64)])
+def test_save_load_keeps_every_weight(tmp_path, backbone, size):
+    # test_coatnet has non-persistent buffers (relative position indices) that are not saved.
+    model = train_a_little(tiny_model(backbone, size), size=size)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(loaded) is ProductRatingModel
+    before, after = model.state_dict(), loaded.state_dict()
+    assert before.keys() == after.keys()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, f"changed by loading: {changed}"
+    pixels = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        assert torch.equal(model(pixels).predictions, loaded(pixels).predictions)
+
+
+def test_one_batch_overfits():
+    model = tiny_model(dropout=0.0)
+    pixels, labels = torch.randn(4, 3, 32, 32), torch.tensor([1.2, 2.5, 3.7, 4.8])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = model(pixels, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    # Judged in train mode (batch statistics, as during the steps): after 60 steps the BatchNorm
+    # running averages have not caught up yet, which is not what this test is about.
+    with torch.no_grad():
+        predictions = model(pixels).predictions
+    assert (predictions - labels).abs().max() < 0.1, predictions
+
+
+def _save_with_processor(model, path, size=32):
+    model.save_pretrained(path)
+    ProductImageProcessor.from_timm(model.backbone, size).save_pretrained(path)
+
+
+def test_auto_classes_load_in_package(tmp_path):
+    model = train_a_little(tiny_model())
+    _save_with_processor(model, tmp_path)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), ProductRatingConfig)
+    processor = AutoImageProcessor.from_pretrained(tmp_path)
+    assert isinstance(processor, ProductImageProcessor) and processor.image_size == 32
+
+
+def test_trust_remote_code_loads_without_this_package(tmp_path):
+    model = train_a_little(tiny_model())
+    saved = tmp_path / "model"
+    _save_with_processor(model, saved)
+    for name in (
+        "configuration_rating.py",
+        "modeling_rating.py",
+        "backbone.py",
+        "image_processing.py",
+        "model.safetensors",
+        "preprocessor_config.json",
+    ):
+        assert (saved / name).is_file(), f"{name} missing from the saved folder"
+    image = Image.new("RGB", (50, 30), (200, 30, 40))
+    with torch.no_grad():
+        expected = model(**ProductImageProcessor.from_pretrained(saved)(image)).predictions
+
+    script = f"""
+import json, sys
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModel
+model = AutoModel.from_pretrained({str(saved)!r}, trust_remote_code=True).eval()
+processor = AutoImageProcessor.from_pretrained({str(saved)!r}, trust_remote_code=True)
+assert not any(m == "modeling" or m.startswith("modeling.") for m in sys.modules), "package imported"
+with torch.no_grad():
+    out = model(**processor(Image.new("RGB", (50, 30), (200, 30, 40))))
+print(json.dumps({{"model": type(model).__module__, "predictions": out.predictions.tolist()}}))
+"""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),  # a fresh HF cache: nothing cached from this session helps
+        "HF_HUB_OFFLINE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["model"].startswith("transformers_modules.")
+    assert torch.allclose(torch.tensor(answer["predictions"]), expected, atol=1e-5)
+
+
+# --- train_rating.py / evaluate_models.py ----------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TINY_ARGS = [
+    "--backbone", "test_resnet", "--pretrained_backbone", "false", "--image_size", "32",
+    "--head_hidden_size", "16", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
+    "--learning_rate", "3e-3", "--logging_steps", "2", "--disable_tqdm", "true", "--seed", "0",
+]  # fmt: skip
+SCRIPT_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def train(dataset, output_dir, *extra):
+    return train_rating.main(
+        ["--dataset", str(dataset), "--output_dir", str(output_dir), *TINY_ARGS, *extra]
+    )
+
+
+def run_script(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=REPO_ROOT,
+        env=SCRIPT_ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_synthetic, tmp_path_factory):
+    """One tiny end-to-end run shared by the tests that only read its outputs."""
+    output_dir = tmp_path_factory.mktemp("rating")
+    results = train(tiny_synthetic, output_dir, "--num_train_epochs", "2")
+    return output_dir, results
+
+
+def test_script_writes_every_output(trained):
+    output_dir, results = trained
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "modeling_rating.py",
+        "eval_results.json",
+        "loss_curves.png",
+        "mae_curve.png",
+        "test_predicted_vs_true.png",
+        "test_residuals.png",
+        "test_confusion_matrix.png",
+        "test_samples.png",
+    ):
+        assert (output_dir / name).is_file() and (output_dir / name).stat().st_size > 0, name
+    saved = json.loads((output_dir / "eval_results.json").read_text())
+    for key in ("mae", "rmse", "r2", "baseline_mae", "num_samples"):
+        assert isinstance(saved[key], int | float), key
+    assert saved["num_samples"] == results["num_samples"] > 0
+    assert 1.0 < saved["train_mean"] < 5.0 and "mae" in saved["validation"]
+    assert 0.0 < saved["oracle_r2"] < 1.0  # from the synthetic dataset's build report
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["rating_prior"] == pytest.approx(saved["train_mean"])
+
+
+def test_evaluate_models_reproduces_the_training_scores(trained, tiny_synthetic, tmp_path):
+    output_dir, results = trained
+    out = tmp_path / "eval.json"
+    evaluated = evaluate_models.main(
+        ["--model", str(output_dir), "--dataset", str(tiny_synthetic), "--output", str(out)]
+    )
+    assert json.loads(out.read_text())["model_type"] == "product_rating"
+    for key in ("mae", "rmse", "r2", "baseline_mae", "num_samples"):
+        assert evaluated[key] == pytest.approx(results[key], abs=1e-5), key
+
+
+def test_resume_from_checkpoint(tiny_synthetic, tmp_path):
+    train(tiny_synthetic, tmp_path, "--num_train_epochs", "1")
+    first = sorted(p.name for p in tmp_path.glob("checkpoint-*"))
+    assert first, "no checkpoint written"
+    with pytest.raises(train_rating.ScriptError, match="holds checkpoints"):
+        train(tiny_synthetic, tmp_path, "--num_train_epochs", "2")
+    train(tiny_synthetic, tmp_path, "--num_train_epochs", "2", "--resume_from_checkpoint", "true")
+    state = json.loads(
+        (
+            max(tmp_path.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+            / "trainer_state.json"
+        ).read_text()
+    )
+    assert state["epoch"] == 2
+    # the second run continued the first: its epoch-1 evaluation is in the history it loaded
+    assert [log["epoch"] for log in state["log_history"] if "eval_mae" in log][:2] == [1, 2]
+
+
+def test_pretrained_backbone_path_loads_the_given_weights(tmp_path):
+    source = timm.create_model("test_resnet", pretrained=False, num_classes=0)
+    torch.nn.init.constant_(source.conv1[0].weight, 0.125)
+    save_file(source.state_dict(), tmp_path / "weights.safetensors")
+    model_args, _, _ = train_rating.parse_args(
+        ["--dataset", "unused", "--output_dir", str(tmp_path), *TINY_ARGS,
+         "--pretrained_backbone", str(tmp_path / "weights.safetensors")]
+    )  # fmt: skip
+    model = train_rating.build_model(model_args, train_mean=3.5, log=print)
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[key], value), key
+    assert model.config.rating_prior == 3.5
+
+
+def test_rating_count_filter_and_weights(tiny_synthetic):
+    args = train_rating.DataArguments(dataset=str(tiny_synthetic), min_rating_count=20)
+    splits = train_rating.load_rated_splits(args, log=print)
+    counts = splits["train"]["rating_count"]
+    assert counts and min(counts) >= 20
+    total = sum(len(s) for s in datasets.load_from_disk(str(tiny_synthetic)).values())
+    assert sum(len(s) for s in splits.values()) < total
+    processor = ProductImageProcessor(image_size=32)
+    splits = train_rating.attach_transforms(splits, processor, weight_by_rating_count=True)
+    batch = train_rating.collate([splits["train"][i] for i in range(len(splits["train"]))])
+    assert batch["pixel_values"].shape == (len(counts), 3, 32, 32)
+    assert batch["weights"].mean().item() == pytest.approx(1.0, abs=1e-5)
+    assert "weights" not in splits["validation"][0]  # evaluation is never weighted
+
+
+@pytest.fixture
+def unrated(tiny_synthetic, tmp_path):
+    # keep_in_memory: the shared fixture folder must not get cache files
+    dataset = datasets.load_from_disk(str(tiny_synthetic)).map(
+        lambda row: {"rating": None}, keep_in_memory=True
+    )
+    dataset.save_to_disk(str(tmp_path / "unrated"))
+    return tmp_path / "unrated"
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "dataset folder not found"),
+        ("unrated", "has no ratings"),
+        ("backbone", "unknown timm backbone 'resnet5O'"),
+        ("weights", "pretrained backbone weights not found"),
+        ("count", "no rated products with 100000 or more ratings"),
+    ],
+)
+def test_clear_errors(case, message, tiny_synthetic, unrated, tmp_path):
+    dataset = {"missing": tmp_path / "nope", "unrated": unrated}.get(case, tiny_synthetic)
+    extra = {
+        "backbone": ["--backbone", "resnet5O"],
+        "weights": ["--pretrained_backbone", "nope.pt"],
+        "count": ["--min_rating_count", "100000"],
+    }
+    with pytest.raises(train_rating.ScriptError, match=message):
+        train(dataset, tmp_path / "out", *extra.get(case, []))
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+    result = run_script(
+        "train_rating.py", "--dataset", tmp_path / "nope", "--output_dir", tmp_path / "out"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: dataset folder not found: {tmp_path / 'nope'}"
+
+
+def test_accelerate_launch_two_processes(tiny_synthetic, tmp_path):
+    result = run_script(
+        "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+        "train_rating.py", "--dataset", tiny_synthetic, "--output_dir", tmp_path, *TINY_ARGS,
+        "--num_train_epochs", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "eval_results.json").read_text())
+    test_rows = len(datasets.load_from_disk(str(tiny_synthetic))["test"])
+    assert results["num_samples"] == test_rows  # gathered from both processes, no duplicates
+    assert (tmp_path / "model.safetensors").is_file()
