@@ -36,6 +36,7 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from model_cards import PublishError, push_model, write_model_card
 from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel, plots
 from modeling.backbone import parse_pretrained
 from modeling.metrics import load_metric
@@ -336,6 +337,11 @@ def main(argv=None) -> dict:
             print(message, flush=True)
 
     output_dir = Path(training_args.output_dir)
+    # We push once at the end, with our model card: Trainer would push every checkpoint and write
+    # its own card over ours.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    if push_to_hub and not training_args.hub_model_id:
+        raise ScriptError("--push_to_hub needs --hub_model_id (e.g. your-name/fashion-rating)")
     resume = training_args.resume_from_checkpoint
     if resume is not None and resume.lower() in ("true", "latest"):
         resume = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
@@ -392,14 +398,56 @@ def main(argv=None) -> dict:
     trainer.save_model(str(output_dir))  # the best epoch (load_best_model_at_end) + the processor
     validation = trainer.evaluate()
     runtime = train_output.metrics.get("train_runtime")
-    return write_outputs(
+    results = write_outputs(
         trainer, metric, splits, train_mean, validation, runtime, data_args.dataset, log
+    )
+    if is_main:
+        write_card(output_dir, model_args, data_args, training_args, argv)
+        log(f"wrote the model card {output_dir / 'README.md'}")
+        if push_to_hub:
+            url = push_model(
+                output_dir, training_args.hub_model_id, private=bool(training_args.hub_private_repo)
+            )
+            log(f"pushed to {url}")
+    return results
+
+
+def write_card(output_dir: Path, model_args, data_args, training_args, argv) -> None:
+    """The model card (README.md) from eval_results.json, the plots and the settings that matter."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    hyperparameters = {
+        "backbone": model_args.backbone,
+        "pretrained_backbone": model_args.pretrained_backbone,
+        "image_size": model_args.image_size,
+        "head_hidden_size": model_args.head_hidden_size,
+        "dropout": model_args.dropout,
+        "huber_delta": model_args.huber_delta,
+        "min_rating_count": data_args.min_rating_count,
+        "weight_by_rating_count": data_args.weight_by_rating_count,
+        "num_train_epochs": training_args.num_train_epochs,
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "learning_rate": training_args.learning_rate,
+        "lr_scheduler_type": str(training_args.lr_scheduler_type),
+        "warmup_steps": training_args.warmup_steps,
+        "weight_decay": training_args.weight_decay,
+        "max_grad_norm": training_args.max_grad_norm,
+        "fp16": training_args.fp16,
+        "seed": training_args.seed,
+    }
+    write_model_card(
+        output_dir,
+        task="rating",
+        dataset=data_args.dataset,
+        backbone=model_args.backbone,
+        command="python train_rating.py " + " ".join(args),
+        hyperparameters=hyperparameters,
+        hub_model_id=training_args.hub_model_id,
     )
 
 
 if __name__ == "__main__":
     try:
         main()
-    except ScriptError as error:
+    except (ScriptError, PublishError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

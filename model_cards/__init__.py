@@ -1,7 +1,8 @@
 """Model cards filled from real results, and publishing models and the Space to the Hugging Face Hub."""
 
 from .card import describe_dataset, update_model_card, write_model_card
-from .space import PublishError, assemble_space, hub_call, publish_space
+from .hub import PublishError, hub_call, push_model
+from .space import assemble_space, publish_space
 
 __all__ = [
     "PublishError",
@@ -9,6 +10,7 @@ __all__ = [
     "describe_dataset",
     "hub_call",
     "publish_space",
+    "push_model",
     "update_model_card",
     "write_model_card",
 ]

@@ -16,26 +16,13 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, SpaceCard, SpaceCardData
 
+from .hub import PublishError, hub_call
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # What app.py imports, pinned to the versions this project is tested with.
 REQUIREMENTS = ["gradio", "transformers", "timm", "torch", "torchvision", "tokenizers", "huggingface_hub",
                 "safetensors", "pillow", "numpy", "pandas", "matplotlib"]  # fmt: skip
 VARIABLES = {"rating": "RATING_MODEL", "caption": "CAPTION_MODEL"}
-
-
-class PublishError(RuntimeError):
-    """A publishing step failed (network, credentials, missing files): reported as one line."""
-
-
-def hub_call(what: str, fn, *args, **kwargs):
-    """Run one huggingface_hub call; any failure becomes a `PublishError` that says what failed."""
-    try:
-        return fn(*args, **kwargs)
-    except Exception as error:  # network, offline mode, auth, HTTP: all reach the user the same way
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PublishError(
-            f"could not {what}: {reason} (check the network, HF_HUB_OFFLINE, and `hf auth login`)"
-        ) from error
 
 
 def assemble_space(

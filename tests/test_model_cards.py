@@ -6,7 +6,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from model_cards import PublishError, update_model_card, write_model_card
-from model_cards.space import hub_call
+from model_cards.hub import hub_call
 
 from .conftest import REPO_ROOT
 

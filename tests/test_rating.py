@@ -252,6 +252,28 @@ def test_script_writes_every_output(trained):
     assert config["rating_prior"] == pytest.approx(saved["train_mean"])
 
 
+def test_model_card_holds_the_test_metrics(trained):
+    from huggingface_hub import ModelCard
+
+    output_dir, results = trained
+    card = ModelCard.load(output_dir / "README.md")
+    saved = json.loads((output_dir / "eval_results.json").read_text())
+    index = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert index == {key: pytest.approx(saved[key]) for key in ("mae", "rmse", "r2")}
+    assert {r.dataset_split for r in card.data.eval_results} == {"test"}
+    assert "trained on synthetic data" in card.text and "python train_rating.py --dataset" in card.text
+    for plot in ("loss_curves.png", "test_predicted_vs_true.png"):
+        assert f"]({plot})" in card.text
+
+
+def test_push_without_network_is_one_clear_error(trained):
+    from model_cards import PublishError, push_model
+
+    output_dir, _ = trained
+    with pytest.raises(PublishError, match="could not create the model repo me/rating"):
+        push_model(output_dir, "me/rating")
+
+
 def test_evaluate_models_reproduces_the_training_scores(trained, tiny_synthetic, tmp_path):
     output_dir, results = trained
     out = tmp_path / "eval.json"

@@ -1,0 +1,266 @@
+"""CUDA figures: rating training images/s (end to end vs model only), ViT-S/16 features, decoder tokens/s.
+
+Measured the way timm and NVIDIA report ResNet-50 training: fp16 autocast, `channels_last`, batch 256,
+images/s over timed steps after warm-up. "End to end" reads a stored dataset (`save_to_disk`, JPEG,
+max side 384) through the project's real data pipeline: `datasets` + `ProductImageProcessor`'s train
+transform in `DataLoader` workers with pinned memory. "Model only" feeds tensors already on the GPU, the
+ceiling the pipeline is compared with. Both run with and without `torch.compile`.
+
+On a machine without CUDA `run()` returns None (skipped). The functions take a device, so the test
+suite runs the same code on the CPU with tiny models (`tests/test_benchmarks.py`).
+
+    python benchmarks/run.py --only bench_gpu
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from contextlib import nullcontext
+
+import datasets
+import torch
+from torch.utils.data import DataLoader
+
+from hf_dataset import synthetic
+from modeling import (
+    ProductCaptionConfig,
+    ProductCaptionModel,
+    ProductImageProcessor,
+    ProductRatingConfig,
+    ProductRatingModel,
+)
+
+from .common import machine
+
+
+def _autocast(device: torch.device, fp16: bool):
+    return torch.autocast(device.type, dtype=torch.float16) if fp16 else nullcontext()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rating_step(model, optimizer, scaler, device, fp16):
+    """One training step as Trainer does it: autocast forward, scaled backward, clip, step."""
+
+    def step(pixel_values, labels):
+        with _autocast(device, fp16):
+            loss = model(pixel_values=pixel_values, labels=labels).loss
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _rating_model(backbone: str, image_size: int, device, compile_model: bool):
+    config = ProductRatingConfig(backbone=backbone, image_size=image_size)
+    model = ProductRatingModel(config).to(device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    if compile_model:
+        model = torch.compile(model)
+    return model, optimizer
+
+
+def rating_training(
+    dataset_dir: str,
+    *,
+    device: torch.device,
+    backbone: str = "resnet50",
+    image_size: int = 224,
+    batch_size: int = 256,
+    steps: int = 50,
+    warmup: int = 10,
+    num_workers: int = 8,
+    fp16: bool = True,
+    compile_model: bool = False,
+) -> dict:
+    """Images/s of rating training: model only (tensors on the device) and end to end (stored dataset)."""
+    model, optimizer = _rating_model(backbone, image_size, device, compile_model)
+    scaler = torch.amp.GradScaler(device.type, enabled=fp16 and device.type == "cuda")
+    step = _rating_step(model, optimizer, scaler, device, fp16)
+
+    # model only: one batch already on the device, reused
+    pixels = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(
+        memory_format=torch.channels_last
+    )
+    labels = torch.rand(batch_size, device=device) * 4 + 1
+    for _ in range(warmup):
+        step(pixels, labels)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(pixels, labels)
+    _sync(device)
+    model_only = steps * batch_size / (time.perf_counter() - start)
+
+    # end to end: the stored dataset through the training pipeline
+    train = datasets.load_from_disk(dataset_dir)["train"].select_columns(["image", "rating"])
+    processor = ProductImageProcessor(image_size=image_size)
+    transform = processor.train_transform()
+    train.set_transform(
+        lambda batch: {
+            "pixel_values": [transform(image) for image in batch["image"]],
+            "labels": batch["rating"],
+        }
+    )
+
+    def collate(rows):
+        return torch.stack([r["pixel_values"] for r in rows]), torch.tensor(
+            [r["labels"] for r in rows]
+        )
+
+    loader = DataLoader(
+        train,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+        collate_fn=collate,
+    )
+
+    def batches():
+        while True:
+            yield from loader
+
+    stream = batches()
+    for _ in range(warmup):
+        x, y = next(stream)
+        step(
+            x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last),
+            y.to(device),
+        )
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        x, y = next(stream)
+        step(
+            x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last),
+            y.to(device),
+        )
+    _sync(device)
+    end_to_end = steps * batch_size / (time.perf_counter() - start)
+    return {
+        "name": f"rating training, {backbone}, {'fp16' if fp16 else 'fp32'}, channels_last"
+        + (", torch.compile" if compile_model else ""),
+        "batch_size": batch_size,
+        "image_size": image_size,
+        "num_workers": num_workers,
+        "model_only_images_per_s": round(model_only, 1),
+        "end_to_end_images_per_s": round(end_to_end, 1),
+        "end_to_end_fraction_of_model_only": round(end_to_end / model_only, 3),
+    }
+
+
+@torch.inference_mode()
+def vit_features(
+    *,
+    device,
+    encoder: str = "vit_small_patch16_224",
+    batch_size: int = 512,
+    steps: int = 30,
+    fp16: bool = True,
+) -> dict:
+    """Frozen-encoder feature extraction images/s (what the caption feature cache costs)."""
+    model = ProductCaptionModel(ProductCaptionConfig(encoder_name=encoder)).to(device).eval()
+    pixels = torch.randn(batch_size, 3, 224, 224, device=device)
+    with _autocast(device, fp16):
+        for _ in range(3):
+            model.encode(pixels)  # (B, 1 + N, D) token features
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            model.encode(pixels)
+        _sync(device)
+    return {
+        "name": f"{encoder} feature extraction, {'fp16' if fp16 else 'fp32'}",
+        "batch_size": batch_size,
+        "images_per_s": round(steps * batch_size / (time.perf_counter() - start), 1),
+    }
+
+
+def caption_decoder(
+    *,
+    device,
+    encoder: str = "vit_small_patch16_224",
+    batch_size: int = 256,
+    seq_len: int = 16,
+    steps: int = 30,
+    fp16: bool = True,
+) -> dict:
+    """Decoder training tokens/s from cached encoder features (the frozen-encoder training loop)."""
+    config = ProductCaptionConfig(encoder_name=encoder, vocab_size=2000)
+    model = ProductCaptionModel(config).to(device).train()
+    with torch.no_grad():  # the cache: token features computed once
+        features = model.encode(
+            torch.randn(batch_size, 3, 224, 224, device=device)
+        )  # (B, 1 + N, D)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    scaler = torch.amp.GradScaler(device.type, enabled=fp16 and device.type == "cuda")
+    input_ids = torch.randint(4, config.vocab_size, (batch_size, seq_len), device=device)
+
+    def step():
+        with _autocast(device, fp16):
+            loss = model(encoder_hidden_states=features, input_ids=input_ids, labels=input_ids).loss
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return {
+        "name": f"caption decoder training from cached {encoder} features, {'fp16' if fp16 else 'fp32'}",
+        "batch_size": batch_size,
+        "tokens_per_s": round(steps * batch_size * seq_len / (time.perf_counter() - start), 1),
+    }
+
+
+def run(quick: bool = False) -> list[dict] | None:
+    if not torch.cuda.is_available():
+        return None
+    device = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True
+    workers = min(16, len(os.sched_getaffinity(0)))
+    steps = 10 if quick else 50
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        # Stored at the dataset contract's 384 px cap; ~3k training images, reshuffled every epoch.
+        synthetic.build(f"{tmp}/data", num_products=600 if quick else 4096, image_size=384)
+        for compile_model in (False, True):
+            results.append(
+                rating_training(
+                    f"{tmp}/data",
+                    device=device,
+                    steps=steps,
+                    num_workers=workers,
+                    compile_model=compile_model,
+                )
+            )
+    results.append(vit_features(device=device, steps=steps))
+    results.append(caption_decoder(device=device, steps=steps))
+    info = machine()
+    for result in results:
+        result["machine"] = info
+    return results
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=2))
