@@ -1,0 +1,69 @@
+"""Configuration of the rating model: the single source of its shapes and of its loss."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedConfig
+
+
+class ProductRatingConfig(PreTrainedConfig):
+    r"""Configuration of a [`ProductRatingModel`]: a timm backbone and a small head that predicts one star
+    rating in `[min_rating, max_rating]`.
+
+    Args:
+        backbone (`str`, defaults to `"resnet50"`): any timm model name (`timm.list_models()`). Its
+            pooled features feed the head; its classifier is dropped.
+        image_size (`int`, defaults to 224): side of the square images the model is trained on; the image
+            processor saved beside the model letterboxes to this size.
+        head_hidden_size (`int`, defaults to 256): width of the head's hidden layer; 0 gives a single
+            linear layer on the pooled features.
+        dropout (`float`, defaults to 0.2): dropout on the pooled features and on the hidden layer.
+        drop_path_rate (`float`, defaults to 0.0): stochastic depth inside the backbone (timm argument).
+        huber_delta (`float`, defaults to 1.0): where the Huber loss turns from squared to absolute
+            error, in stars. A few products are rated far from what their photo suggests; an absolute
+            loss on those keeps them from dominating the gradient.
+        min_rating / max_rating (`float`, defaults to 1.0 / 5.0): the output range; the model cannot
+            predict outside it.
+        rating_prior (`float`, defaults to 3.0): what a freshly initialised head predicts (its output
+            bias is set so). Training sets it to the mean training rating, so the first step starts from
+            the best constant predictor instead of having to learn it.
+        initializer_range (`float`, defaults to 0.02): std of the head's normal weight initialisation.
+
+    Example:
+
+    ```python
+    >>> from modeling import ProductRatingConfig, ProductRatingModel
+    >>> model = ProductRatingModel(ProductRatingConfig(backbone="resnet18", image_size=96))
+    ```
+    """
+
+    model_type = "product_rating"
+
+    backbone: str = "resnet50"
+    image_size: int = 224
+    head_hidden_size: int = 256
+    dropout: float = 0.2
+    drop_path_rate: float = 0.0
+    huber_delta: float = 1.0
+    min_rating: float = 1.0
+    max_rating: float = 5.0
+    rating_prior: float = 3.0
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        if not self.min_rating < self.max_rating:
+            raise ValueError(
+                f"min_rating ({self.min_rating}) must be below max_rating ({self.max_rating})"
+            )
+        if not self.min_rating < self.rating_prior < self.max_rating:
+            raise ValueError(
+                f"rating_prior ({self.rating_prior}) must lie strictly between "
+                f"{self.min_rating} and {self.max_rating}"
+            )
+        if self.huber_delta <= 0:
+            raise ValueError(f"huber_delta must be positive, got {self.huber_delta}")
+        if self.image_size < 1 or self.head_hidden_size < 0:
+            raise ValueError("image_size must be positive and head_hidden_size non-negative")
+        for name in ("dropout", "drop_path_rate", "huber_delta", "min_rating", "max_rating",
+                     "rating_prior", "initializer_range"):  # fmt: skip
+            setattr(self, name, float(getattr(self, name)))  # so 1 and 1.0 save the same
+        super().__post_init__(**kwargs)
