@@ -700,7 +700,8 @@ def create_app(
                         gr.Examples(
                             [[str(p)] for p in EXAMPLES],
                             inputs=[image],
-                            label="Examples: synthetic products drawn for this app",
+                            label="Examples: synthetic products drawn for this app (true titles)",
+                            example_labels=[p.stem.replace("-", " ") for p in EXAMPLES],
                         )
                 with gr.Column():
                     stars = gr.HTML(
@@ -727,12 +728,22 @@ def create_app(
 
         with gr.Tab("Batch"):
             files = gr.File(
-                label="Product photos, or a .zip of them", file_count="multiple", type="filepath"
+                label="Product photos, or a .zip of them",
+                file_count="multiple",
+                type="filepath",
+                elem_id="batch-files",
             )
             batch_beams = beam_slider()
             batch_button = gr.Button("Predict all", variant="primary")
             batch_summary = gr.Markdown()
-            batch_table = gr.DataFrame(label="Predictions", wrap=True, interactive=False)
+            columns = ["file"] + [t for t in TASKS if served[t] is not None] + ["error"]
+            batch_table = gr.DataFrame(
+                pd.DataFrame(columns=columns),
+                label="Predictions",
+                wrap=True,
+                interactive=False,
+                column_widths=[{"file": "30%", "rating": "8%"}.get(c, "31%") for c in columns],
+            )
             with gr.Row():
                 histogram = gr.Plot(label="Rating histogram", visible=rating_model is not None)
                 csv_file = gr.File(label="Download the table (CSV)")
@@ -752,7 +763,10 @@ def create_app(
                 "a Hub id; each is loaded once and kept. Leave a box empty to skip it."
             )
             compare_files = gr.File(
-                label="Product photos, or a .zip of them", file_count="multiple", type="filepath"
+                label="Product photos, or a .zip of them",
+                file_count="multiple",
+                type="filepath",
+                elem_id="compare-files",
             )
             with gr.Row():
                 rating_a = gr.Textbox(
@@ -767,7 +781,12 @@ def create_app(
             compare_beams = gr.Slider(1, MAX_BEAMS, value=3, step=1, label="Caption beam size")
             compare_button = gr.Button("Compare", variant="primary")
             compare_summary = gr.Markdown()
-            compare_table = gr.DataFrame(label="Side by side", wrap=True, interactive=False)
+            compare_table = gr.DataFrame(
+                pd.DataFrame(columns=["file", "rating A", "rating B", "caption A", "caption B"]),
+                label="Side by side",
+                wrap=True,
+                interactive=False,
+            )
         compare_button.click(
             on_compare,
             inputs=[compare_files, rating_a, rating_b, caption_a, caption_b, compare_beams],
@@ -796,7 +815,8 @@ def create_app(
                             [(str(p), p.stem.replace("_", " ")) for p in info["plots"]],
                             label="Training curves and evaluation plots",
                             columns=3,
-                            height="auto",
+                            height=480,
+                            object_fit="contain",
                         )
                     gr.Markdown(info["card"] or "This model folder has no model card (README.md).")
     demo.queue(max_size=256, default_concurrency_limit=2)
