@@ -247,6 +247,10 @@ MODEL_CLASSES = {"rating": RatingModel, "caption": CaptionModel}
 
 def _load(auto_class, source: str, task: str):
     """`auto_class.from_pretrained(source)` with the model's own code; any failure is one line."""
+    if not Path(source).exists() and (source.startswith((".", "/", "~")) or source.count("/") > 1):
+        raise ModelError(
+            f"could not load the {task} model {source}: no such folder"
+        )  # not a Hub id
     try:
         if auto_class is AutoModel:  # check the kind before loading any weights
             model_type = AutoConfig.from_pretrained(source, trust_remote_code=True).model_type

@@ -24,7 +24,9 @@ ProductRatingConfig.register_for_auto_class()
 ProductRatingModel.register_for_auto_class("AutoModel")
 AutoConfig.register(ProductRatingConfig.model_type, ProductRatingConfig)
 AutoModel.register(ProductRatingConfig, ProductRatingModel)
-AutoImageProcessor.register(ProductRatingConfig, image_processor_classes={"torchvision": ProductImageProcessor})
+AutoImageProcessor.register(
+    ProductRatingConfig, image_processor_classes={"torchvision": ProductImageProcessor}
+)
 
 # caption
 ProductCaptionConfig.register_for_auto_class()

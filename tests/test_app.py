@@ -344,69 +344,66 @@ def test_model_resolution_order(monkeypatch, tmp_path):
 # The command line
 
 
-def test_help():
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "app.py"), "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0
-    for flag in ("--rating_model", "--caption_model", "--host", "--port", "--share"):
-        assert flag in result.stdout
-
-
-def _app_alone(tmp_path) -> Path:
-    """app.py copied alone into an empty folder, as on a Space."""
-    folder = tmp_path / "space"
-    folder.mkdir()
-    shutil.copy(REPO_ROOT / "app.py", folder / "app.py")
-    return folder
-
-
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RATING_MODEL", "CAPTION_MODEL")}
     return env | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": ""} | extra
 
 
-def test_no_model_exits_with_instructions(tmp_path):
-    folder = _app_alone(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "app.py"],
-        cwd=folder,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_command_line_help_and_missing_models(tmp_path):
+    """app.py copied alone into an empty folder (as on a Space) and run three ways, side by side
+    (each process spends most of its time importing gradio and transformers)."""
+    shutil.copy(REPO_ROOT / "app.py", tmp_path / "app.py")
+    runs = {
+        "help": ["--help"],
+        "no model": [],
+        "bad model": ["--rating_model", str(tmp_path / "missing")],
+    }
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "app.py", *args],
+            cwd=tmp_path,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, args in runs.items()
+    }
+    done = {name: (p.wait(timeout=180), *p.communicate()) for name, p in processes.items()}
+
+    code, out, _ = done["help"]
+    assert code == 0
+    for flag in ("--rating_model", "--caption_model", "--host", "--port", "--share"):
+        assert flag in out
+    code, _, err = done["no model"]
+    assert code == 1 and "Traceback" not in err
+    assert "No rating model" in err and "make demo" in err and "train_rating.py" in err
+    code, _, err = done["bad model"]
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().endswith(
+        f"error: could not load the rating model {tmp_path / 'missing'}: no such folder"
     )
-    assert result.returncode == 1
-    assert "make demo" in result.stderr and "train_rating.py" in result.stderr
-    assert "Traceback" not in result.stderr
 
 
-def test_a_bad_model_exits_with_one_line(tmp_path):
-    folder = _app_alone(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "app.py", "--rating_model", str(tmp_path / "missing")],
-        cwd=folder,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_a_space_with_one_model_serves_it_alone(tmp_path, model_dirs):
+    """The Space folder `model_cards` assembles (app.py, examples, models/caption), run with
+    `python app.py` and nothing else: the caption model is found in models/, the rating model is
+    missing, and the app serves captions alone."""
+    from model_cards.space import assemble_space
+
+    folder = tmp_path / "space"
+    assemble_space(
+        folder, rating_model=None, caption_model=str(model_dirs["caption"]), space_id="me/x"
     )
-    assert result.returncode == 1
-    assert "error: could not load the rating model" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_serves_one_model_alone_from_its_environment_variable(tmp_path, model_dirs):
-    """`python app.py` alone in a folder (a Space): CAPTION_MODEL set, no rating model anywhere."""
-    folder = _app_alone(tmp_path)
+    assert (folder / "models" / "caption" / "config.json").is_file()
+    assert sorted(p.name for p in (folder / "examples").glob("*.jpg")) == [
+        p.name for p in app.EXAMPLES
+    ]
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "app.py", "--port", str(port)],
         cwd=folder,
-        env=_env(CAPTION_MODEL=str(model_dirs["caption"]), HF_HOME=str(tmp_path / "hf")),
+        env=_env(HF_HOME=str(tmp_path / "hf")),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -423,13 +420,14 @@ def test_serves_one_model_alone_from_its_environment_variable(tmp_path, model_di
                     pytest.fail(f"the app did not start:\n{process.stdout.read()[-3000:]}")
                 time.sleep(0.5)
         rating, caption, stars, _ = Client(url, verbose=False).predict(
-            handle_file(str(app.EXAMPLES[0])), 2, api_name="/predict"
+            handle_file(str(folder / "examples" / app.EXAMPLES[0].name)), 2, api_name="/predict"
         )
         assert rating is None and stars == "" and isinstance(caption, str) and caption
     finally:
         process.terminate()
         output = process.communicate(timeout=30)[0]
     assert "No rating model" in output and "make demo" in output
+    assert f"loading the caption model from {folder / 'models' / 'caption'}" in output
 
 
 # ---------------------------------------------------------------------------------------------------
