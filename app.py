@@ -75,6 +75,7 @@ BATCH_SIZE = 16  # images per forward pass in Batch and Compare
 MAX_FILE_SIZE = "200mb"  # per uploaded file (a zip of photos can be large)
 MAX_MEMBER_BYTES = 50 * 2**20  # per photo inside a zip
 EXAMPLES = sorted((HERE / "examples").glob("*.jpg"))
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU Space uses its GPU
 
 # Comparing a typed Hub id runs that repository's code (trust_remote_code=True). On your own machine
 # that is your call; on a public Space any visitor could make it run any code, so a Space compares
@@ -215,12 +216,12 @@ class RatingModel:
 
     def __init__(self, source: str):
         self.source = str(source)
-        self.model = _load(AutoModel, self.source, self.task).eval()
+        self.model = _load(AutoModel, self.source, self.task).eval().to(DEVICE)
         self.processor = _load(AutoImageProcessor, self.source, self.task)
 
     @torch.inference_mode()
     def __call__(self, images: list[Image.Image]) -> list[float]:
-        pixel_values = self.processor(images, return_tensors="pt")["pixel_values"]  # (B, 3, S, S)
+        pixel_values = self.processor(images)["pixel_values"].to(DEVICE)  # (B, 3, S, S)
         return self.model(pixel_values=pixel_values).predictions.tolist()  # (B,)
 
 
@@ -232,12 +233,12 @@ class CaptionModel:
 
     def __init__(self, source: str):
         self.source = str(source)
-        self.model = _load(AutoModel, self.source, self.task).eval()
+        self.model = _load(AutoModel, self.source, self.task).eval().to(DEVICE)
         self.processor = _load(AutoProcessor, self.source, self.task)
 
     @torch.inference_mode()
     def __call__(self, images: list[Image.Image], num_beams: int = 3) -> list[str]:
-        pixel_values = self.processor(images=images)["pixel_values"]  # (B, 3, S, S)
+        pixel_values = self.processor(images=images)["pixel_values"].to(DEVICE)  # (B, 3, S, S)
         ids = self.model.generate(pixel_values=pixel_values, num_beams=num_beams)  # (B, 1 + L)
         return self.processor.batch_decode(ids, skip_special_tokens=True)
 
