@@ -25,7 +25,6 @@ import csv
 import functools
 import io
 import json
-import math
 import os
 import re
 import sys
@@ -43,6 +42,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import torch
+from huggingface_hub import snapshot_download
 from matplotlib.figure import Figure
 from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
@@ -105,42 +105,43 @@ def load_image(
     (composited on white), EXIF rotation, animations (first frame).
     """
     name = name or Path(str(source)).name
-    if not isinstance(source, io.BytesIO) and not Path(source).is_file():
+    if isinstance(source, io.BytesIO):
+        size = source.getbuffer().nbytes
+    elif Path(source).is_file():
+        size = Path(source).stat().st_size
+    else:
         raise InputError(f"{name} not found")
-    size = (
-        source.getbuffer().nbytes if isinstance(source, io.BytesIO) else Path(source).stat().st_size
-    )
     if size == 0:
         raise InputError(f"{name} is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
-            image = Image.open(source)  # reads the header only
-    except Image.DecompressionBombError as error:
-        raise InputError(f"{name} is too large: {error}") from None
+            opened = Image.open(source)  # reads the header only
+    except Image.DecompressionBombError as error:  # Pillow's own limit, twice MAX_IMAGE_PIXELS
+        raise InputError(f"{name} is too large ({error})") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise InputError(
             f"{name} is not an image this app can read (JPEG, PNG, WebP, GIF, ...)"
         ) from None
 
-    width, height = image.size
-    if width * height > max_pixels:
-        raise InputError(
-            f"{name} is {width:,} x {height:,} pixels ({width * height / 1e6:.0f} megapixels); "
-            f"the limit is {max_pixels / 1e6:.0f} megapixels: resize it and try again"
-        )
-    try:
-        if getattr(image, "is_animated", False):
-            image.seek(0)  # an animated GIF or WebP: its first frame
-        image.draft(
-            "RGB", (MAX_SIDE, MAX_SIDE)
-        )  # JPEG only: decode at a reduced scale, much faster
-        image.load()
-    except Exception as error:  # truncated or corrupt data surfaces only while decoding
-        raise InputError(f"{name} is truncated or corrupt ({error})") from None
-    image = to_rgb(ImageOps.exif_transpose(image))
-    image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
-    return image
+    with opened as image:  # closes the file, animations' included
+        width, height = image.size
+        if width * height > max_pixels:
+            raise InputError(
+                f"{name} is {width:,} x {height:,} pixels ({width * height / 1e6:.0f} megapixels); "
+                f"the limit is {max_pixels / 1e6:.0f} megapixels: resize it and try again"
+            )
+        try:
+            if getattr(image, "is_animated", False):
+                image.seek(0)  # an animated GIF or WebP: its first frame
+            # JPEG only: decode at the smallest scale (1/2, 1/4, 1/8) still >= MAX_SIDE, much faster
+            image.draft("RGB", (MAX_SIDE, MAX_SIDE))
+            image.load()
+        except Exception as error:  # truncated or corrupt data shows only while decoding
+            raise InputError(f"{name} is truncated or corrupt ({error})") from None
+        rgb = to_rgb(ImageOps.exif_transpose(image))  # a new image: the file can close
+    rgb.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    return rgb
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
@@ -152,9 +153,7 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
             peak = 1.0 if array.max() <= 1.0 else 255.0
         else:
             peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        image = Image.fromarray(
-            np.clip(array / peak * 255.0, 0, 255).round().astype(np.uint8), mode="L"
-        )
+        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).round().astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         image = image.convert("RGBA")
         canvas = Image.new("RGBA", image.size, background + (255,))
@@ -183,6 +182,8 @@ def collect_images(files: Iterable[str | Path]) -> list[tuple[str, str | Callabl
                         continue
                     name = f"{path.name}/{info.filename}"
                     items.append((name, functools.partial(_read_member, path, info, name)))
+                    if len(items) > MAX_BATCH_IMAGES:
+                        break  # refused below; no need to list a million members
         except (zipfile.BadZipFile, OSError) as error:
             items.append(
                 (path.name, InputError(f"{path.name} is not a readable zip file ({error})"))
@@ -248,10 +249,9 @@ MODEL_CLASSES = {"rating": RatingModel, "caption": CaptionModel}
 
 def _load(auto_class, source: str, task: str):
     """`auto_class.from_pretrained(source)` with the model's own code; any failure is one line."""
-    if not Path(source).exists() and (source.startswith((".", "/", "~")) or source.count("/") > 1):
-        raise ModelError(
-            f"could not load the {task} model {source}: no such folder"
-        )  # not a Hub id
+    looks_like_a_path = source.startswith((".", "/", "~")) or source.count("/") > 1  # not a Hub id
+    if looks_like_a_path and not Path(source).exists():
+        raise ModelError(f"could not load the {task} model {source}: no such folder")
     try:
         if auto_class is AutoModel:  # check the kind before loading any weights
             model_type = AutoConfig.from_pretrained(source, trust_remote_code=True).model_type
@@ -262,12 +262,9 @@ def _load(auto_class, source: str, task: str):
         return auto_class.from_pretrained(source, trust_remote_code=True)
     except ModelError:
         raise
-    except (
-        Exception
-    ) as error:  # missing folder, unknown Hub id, offline, corrupt files: all one line
-        reason = next(
-            (line for line in str(error).splitlines() if line.strip()), type(error).__name__
-        )
+    except Exception as error:  # unknown Hub id, offline, corrupt files, ...: all one line
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        reason = lines[0] if lines else type(error).__name__
         raise ModelError(f"could not load the {task} model {source}: {reason}") from None
 
 
@@ -330,7 +327,7 @@ class ModelCache:
 
 
 def _check_beams(num_beams) -> int:
-    if num_beams is None or not 1 <= int(num_beams) <= MAX_BEAMS or int(num_beams) != num_beams:
+    if not isinstance(num_beams, int | float) or num_beams not in range(1, MAX_BEAMS + 1):
         raise InputError(
             f"the beam size must be a whole number from 1 to {MAX_BEAMS}, got {num_beams}"
         )
@@ -366,7 +363,7 @@ def predict(
 
 
 def _in_chunks(
-    items: list[tuple[str, str | io.BytesIO | InputError]],
+    items: list[tuple[str, str | Callable | InputError]],
     columns: Callable[[list[Image.Image]], list[dict]],
     max_pixels: int,
     progress: Callable | None,
@@ -431,6 +428,10 @@ def predict_batch(
     )
 
 
+COMPARE_COLUMNS = ["file", "rating A", "rating B", "rating B - A", "caption A", "caption B",
+                   "same caption", "error"]  # fmt: skip
+
+
 def compare_models(
     files: Iterable[str | Path],
     models: dict[str, RatingModel | CaptionModel | None],
@@ -463,17 +464,7 @@ def compare_models(
         table["rating B - A"] = table["rating B"] - table["rating A"]
     if "caption A" in models and "caption B" in models:
         table["same caption"] = (table["caption A"] == table["caption B"]) & (table["error"] == "")
-    ordered = [
-        "file",
-        "rating A",
-        "rating B",
-        "rating B - A",
-        "caption A",
-        "caption B",
-        "same caption",
-        "error",
-    ]
-    return table[[c for c in ordered if c in table]]
+    return table[[c for c in COMPARE_COLUMNS if c in table]]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -524,14 +515,37 @@ def rating_histogram(ratings: pd.Series) -> Figure | None:
     return figure
 
 
+def summarize_batch(table: pd.DataFrame, seconds: float) -> str:
+    failed = int((table["error"] != "").sum())
+    text = f"**{len(table) - failed}** photos predicted in {seconds:.1f} s ({seconds / len(table):.2f} s/photo)"
+    if failed:
+        text += f", **{failed}** skipped"
+    if "rating" in table:
+        text += f"; mean rating **{table['rating'].mean():.2f}**"
+    return text
+
+
+def summarize_comparison(table: pd.DataFrame) -> str:
+    """How far apart the two rating models are, and how often the two caption models agree."""
+    lines = [f"{len(table)} photos."]
+    if "rating B - A" in table:
+        both = table[["rating A", "rating B"]].dropna().astype(float)
+        gap = (both["rating B"] - both["rating A"]).abs()
+        line = f"Ratings: mean |B - A| **{gap.mean():.3f}** stars, largest {gap.max():.3f}"
+        if len(both) > 1 and both.std().min() > 0:  # a correlation needs spread in both
+            line += f", correlation {both['rating A'].corr(both['rating B']):.3f}"
+        lines.append(line + ".")
+    if "same caption" in table:
+        lines.append(f"Captions: **{table['same caption'].mean():.0%}** identical.")
+    return " ".join(lines)
+
+
 def model_folder(source: str) -> Path | None:
     """The folder holding a model's card, metrics and plots: the source itself, or (Hub id) those
     files downloaded into the Hub cache."""
     if Path(source).is_dir():
         return Path(source)
     try:
-        from huggingface_hub import snapshot_download
-
         return Path(
             snapshot_download(
                 source, allow_patterns=["README.md", "*.json", "*.png", "plots/*.png"]
@@ -626,13 +640,8 @@ def create_app(
             gr.Warning(f"{failed} of {len(table)} files skipped: see the error column")
         csv_path = Path(tempfile.mkdtemp(prefix="batch-")) / "predictions.csv"
         table.to_csv(csv_path, index=False, float_format="%.4f", quoting=csv.QUOTE_MINIMAL)
-        summary = f"**{len(table) - failed}** photos predicted in {seconds:.1f} s ({seconds / len(table):.2f} s/photo)"
-        if failed:
-            summary += f", **{failed}** skipped"
-        if rating_model is not None:
-            summary += f"; mean rating **{table['rating'].mean():.2f}**"
         histogram = rating_histogram(table["rating"]) if rating_model is not None else None
-        return summary, table.round({"rating": 2}), str(csv_path), histogram
+        return summarize_batch(table, seconds), table.round({"rating": 2}), str(csv_path), histogram
 
     @shown_in_page
     def on_compare(
@@ -656,19 +665,7 @@ def create_app(
             if source and source.strip()
         }
         table = compare_models(files, models, num_beams, max_pixels, progress)
-        lines = [f"{len(table)} photos, {len(models)} models."]
-        if "rating B - A" in table:
-            diff = table["rating B - A"].dropna().astype(float)
-            both = table[["rating A", "rating B"]].dropna().astype(float)
-            corr = both["rating A"].corr(both["rating B"]) if len(both) > 1 else float("nan")
-            lines.append(
-                f"Ratings: mean |B - A| **{diff.abs().mean():.3f}** stars, largest {diff.abs().max():.3f}"
-                + (f", correlation {corr:.3f}" if not math.isnan(corr) else "")
-                + "."
-            )
-        if "same caption" in table:
-            lines.append(f"Captions: **{table['same caption'].mean():.0%}** identical.")
-        return " ".join(lines), table.round(3)
+        return summarize_comparison(table), table.round(3)
 
     served = {"rating": rating_model, "caption": caption_model}
     status = " · ".join(

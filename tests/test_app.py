@@ -249,7 +249,7 @@ def test_predict_with_one_model(models):
     assert app.predict(app.EXAMPLES[0], rating_model, None)["caption"] is None
 
 
-@pytest.mark.parametrize("beams", [0, 9, 2.5, None])
+@pytest.mark.parametrize("beams", [0, 9, 2.5, None, "3", float("nan")])
 def test_beam_size_is_checked(models, beams):
     with pytest.raises(app.InputError, match="beam size"):
         app.predict(app.EXAMPLES[0], *models, num_beams=beams)
