@@ -702,8 +702,8 @@ def create_app(
                         gr.Examples(
                             [[str(p)] for p in EXAMPLES],
                             inputs=[image],
-                            label="Examples: synthetic products drawn for this app (true titles)",
-                            example_labels=[p.stem.replace("-", " ") for p in EXAMPLES],
+                            label="Examples: synthetic products drawn for this app",
+                            elem_id="examples",
                         )
                 with gr.Column():
                     stars = gr.HTML(

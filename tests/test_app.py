@@ -308,6 +308,20 @@ def test_compare_same_model_twice_agrees(models):
     assert (table["rating B - A"] == 0).all()
 
 
+def test_compare_models_are_loaded_once_and_kept(models, model_dirs, monkeypatch):
+    rating_model, _ = models
+    cache = app.ModelCache([rating_model], capacity=1)
+    assert cache.get("rating", rating_model.source) is rating_model  # served: never reloaded
+    typed = f"{model_dirs['rating']}/"
+    first = cache.get("rating", typed)
+    assert first is not rating_model and cache.get("rating", typed) is first
+    cache.get("caption", str(model_dirs["caption"]))  # capacity 1: the typed rating model goes
+    assert cache.get("rating", typed) is not first
+    monkeypatch.setattr(app, "ALLOW_TYPED_HUB_IDS", False)  # as on a public Space
+    with pytest.raises(app.ModelError, match="only local folders"):
+        cache.get("rating", "someone/some-model")
+
+
 def test_model_info_shows_card_metrics_and_plots(models):
     rating_info = app.model_info(models[0])
     assert rating_info["card"].startswith("# tiny rating") and "license" not in rating_info["card"]
@@ -567,7 +581,19 @@ def test_browser_uploads_a_photo_and_sees_rating_and_caption(server, models, tmp
     if not CHROMIUM.exists():
         pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    expected = app.predict(app.EXAMPLES[0], *models, num_beams=3)
+    uploaded, example = (app.predict(p, *models, num_beams=3) for p in app.EXAMPLES[:3:2])
+    assert uploaded["caption"] != example["caption"]
+
+    def predict_and_read(page, expected) -> tuple[str, str]:
+        page.click("#predict-button")
+        page.wait_for_function(
+            "caption => document.querySelector('#caption textarea')?.value === caption",
+            arg=expected["caption"],
+            timeout=60_000,
+        )
+        page.wait_for_function("document.querySelector('#latency')?.innerText.includes('total')")
+        return page.inner_text("#rating-stars .rating-value"), page.input_value("#caption textarea")
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
             str(tmp_path / "profile"),
@@ -581,21 +607,15 @@ def test_browser_uploads_a_photo_and_sees_rating_and_caption(server, models, tmp
             page.goto(server, wait_until="networkidle")
             page.set_input_files("#photo input[type=file]", str(app.EXAMPLES[0]))
             page.wait_for_selector("#photo img", timeout=30_000)  # the upload is shown
-            page.click("#predict-button")
-            page.wait_for_function(
-                "document.querySelector('#caption textarea')?.value.length > 0", timeout=60_000
-            )
-            page.wait_for_selector("#rating-stars .rating-value", timeout=30_000)
-            rating_text = page.inner_text("#rating-stars .rating-value")
-            caption_text = page.input_value("#caption textarea")
-            page.wait_for_function(
-                "document.querySelector('#latency')?.innerText.includes('total')"
-            )
+            rating_text, caption_text = predict_and_read(page, uploaded)
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+            # an example photo goes through the same path
+            page.locator("#examples button").nth(2).click()
+            example_rating_text, _ = predict_and_read(page, example)
         finally:
             browser.close()
-    assert rating_text == f"{expected['rating']:.2f}"
-    assert caption_text == expected["caption"]
+    assert rating_text == f"{uploaded['rating']:.2f}" and caption_text == uploaded["caption"]
+    assert example_rating_text == f"{example['rating']:.2f}"
     if os.environ.get("APP_SCREENSHOT"):
         target = Path(os.environ["APP_SCREENSHOT"])
         target.parent.mkdir(parents=True, exist_ok=True)
