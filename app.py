@@ -867,6 +867,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--share", action="store_true", help="also serve a temporary public gradio.live link"
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: one per core); 1 is steadier on a CPU other jobs share",
+    )
+    parser.add_argument(
         "--max_megapixels",
         type=float,
         default=MAX_MEGAPIXELS,
@@ -877,6 +883,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     models = {}
     for task in TASKS:
         source = resolve_model(task, getattr(args, f"{task}_model"))

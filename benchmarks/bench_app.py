@@ -5,6 +5,8 @@ exist; otherwise random-weight models with the training scripts' default archite
 rating model and a ViT-S/16 + attention-LSTM caption model, 224 px; the result says which). Weights do
 not change the work a forward pass does, and a random caption decoder runs to `max_length` where a
 trained one stops at EOS, so random captions are the slow case. `--quick` uses timm's tiny test models.
+Latency is measured with torch's default CPU threads (one per core) and with one thread: on a CPU
+that other jobs share, several threads per request can be many times slower (they wait on each other).
 Each kind of model is saved and loaded back through `from_pretrained(..., trust_remote_code=True)`,
 exactly as the app loads it.
 """
@@ -72,7 +74,7 @@ def latencies(rating, caption, photo: Path, num_beams: int, runs: int) -> dict[s
 
 
 def run(quick: bool = False) -> dict:
-    runs = 5 if quick else 30
+    runs = 5 if quick else 20
     photo = app.EXAMPLES[0]
     with tempfile.TemporaryDirectory() as tmp:
         trained = (
@@ -93,8 +95,14 @@ def run(quick: bool = False) -> dict:
         rating = app.load_model("rating", folders["rating"])
         caption = app.load_model("caption", folders["caption"])
         load_s = time.perf_counter() - start
+        threads = torch.get_num_threads()
         beam3 = latencies(rating, caption, photo, 3, runs)
         greedy = latencies(rating, caption, photo, 1, runs)
+        torch.set_num_threads(1)  # `app.py --threads 1`: steadier when other jobs share the cores
+        try:
+            one_thread = latencies(rating, caption, photo, 3, runs)
+        finally:
+            torch.set_num_threads(threads)
         words = len(app.predict(photo, None, caption, num_beams=3)["caption"].split())
 
     def pct(values, q):
@@ -115,6 +123,8 @@ def run(quick: bool = False) -> dict:
         "caption_words (3 beams)": words,
         "total_ms_p50 (greedy)": pct(greedy["total"], 50),
         "total_ms_p95 (greedy)": pct(greedy["total"], 95),
+        "total_ms_p50 (3 beams, 1 thread)": pct(one_thread["total"], 50),
+        "total_ms_p95 (3 beams, 1 thread)": pct(one_thread["total"], 95),
     }
 
 
