@@ -363,6 +363,20 @@ def _env(**extra) -> dict:
     return env | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": ""} | extra
 
 
+def test_app_imports_nothing_from_this_repository():
+    """A Space runs app.py alone: it may import only these packages and the standard library."""
+    import ast
+
+    allowed = {"gradio", "transformers", "torch", "PIL", "numpy", "pandas", "matplotlib",
+               "huggingface_hub"}  # fmt: skip
+    tree = ast.parse((REPO_ROOT / "app.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}  # fmt: skip
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}  # fmt: skip
+    assert imported - allowed <= set(sys.stdlib_module_names) | {"__future__"}, imported - allowed
+
+
 def test_command_line_help_and_missing_models(tmp_path):
     """app.py copied alone into an empty folder (as on a Space) and run three ways, side by side
     (each process spends most of its time importing gradio and transformers)."""
