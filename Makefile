@@ -8,6 +8,7 @@ DEMO_PRODUCTS ?= 2000
 # The demo's models are tiny: on a busy CPU more threads mostly wait on each other (measured on the
 # shared 2-core dev machine: 0.11 s per training step with 1 thread, 0.33-0.97 s with 2).
 DEMO_THREADS ?= 1
+SERVE ?= 1
 
 .PHONY: demo test lint sync
 
@@ -20,6 +21,12 @@ demo: sync
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(RUN) python train_rating.py --dataset $(OUT)/dataset --output_dir $(OUT)/rating --overwrite_output_dir \
 		--backbone test_resnet --pretrained_backbone false --image_size 64 \
 		--num_train_epochs 15 --learning_rate 3e-3
+	@if [ "$(SERVE)" = "0" ]; then \
+		echo "demo outputs in $(OUT)/: dataset, rating, caption. Serve them with:"; \
+		echo "  uv run python app.py --rating_model $(OUT)/rating --caption_model $(OUT)/caption"; \
+	else \
+		$(RUN) python app.py --rating_model $(OUT)/rating --caption_model $(OUT)/caption; \
+	fi
 
 lint: sync
 	$(RUN) ruff check .

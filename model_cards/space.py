@@ -49,6 +49,9 @@ def assemble_space(
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
     shutil.copy2(app, output / "app.py")
+    for example in sorted((REPO_ROOT / "examples").glob("*.jpg")):  # the app's example photos
+        (output / "examples").mkdir(exist_ok=True)
+        shutil.copy2(example, output / "examples" / example.name)
     (output / "requirements.txt").write_text(
         "".join(f"{name}=={version(name)}\n" for name in REQUIREMENTS)
     )

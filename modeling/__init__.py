@@ -8,9 +8,13 @@ with `trust_remote_code=True` where this package is not installed.
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
+from .configuration_caption import ProductCaptionConfig
 from .configuration_rating import ProductRatingConfig
 from .image_processing import ProductImageProcessor
+from .modeling_caption import ProductCaptionModel
 from .modeling_rating import ProductRatingModel
+from .processing_caption import ProductCaptionProcessor
+from .tokenization_caption import build_caption_tokenizer
 
 # shared: the image processor saves its code beside every model
 ProductImageProcessor.register_for_auto_class("AutoImageProcessor")
@@ -24,4 +28,19 @@ AutoImageProcessor.register(
     ProductRatingConfig, image_processor_classes={"torchvision": ProductImageProcessor}
 )
 
-__all__ = ["ProductImageProcessor", "ProductRatingConfig", "ProductRatingModel"]
+# caption
+ProductCaptionConfig.register_for_auto_class()
+ProductCaptionModel.register_for_auto_class("AutoModel")
+ProductCaptionProcessor.register_for_auto_class("AutoProcessor")
+AutoConfig.register(ProductCaptionConfig.model_type, ProductCaptionConfig)
+AutoModel.register(ProductCaptionConfig, ProductCaptionModel)
+
+__all__ = [
+    "ProductCaptionConfig",
+    "ProductCaptionModel",
+    "ProductCaptionProcessor",
+    "ProductImageProcessor",
+    "ProductRatingConfig",
+    "ProductRatingModel",
+    "build_caption_tokenizer",
+]

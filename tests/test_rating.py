@@ -261,7 +261,9 @@ def test_model_card_holds_the_test_metrics(trained):
     index = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert index == {key: pytest.approx(saved[key]) for key in ("mae", "rmse", "r2")}
     assert {r.dataset_split for r in card.data.eval_results} == {"test"}
-    assert "trained on synthetic data" in card.text and "python train_rating.py --dataset" in card.text
+    assert (
+        "trained on synthetic data" in card.text and "python train_rating.py --dataset" in card.text
+    )
     for plot in ("loss_curves.png", "test_predicted_vs_true.png"):
         assert f"]({plot})" in card.text
 

@@ -1,0 +1,74 @@
+"""Configuration of the caption model: the single source of every shape in `modeling_caption.py`."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+
+@strict
+class ProductCaptionConfig(PreTrainedConfig):
+    r"""A timm image encoder followed by an LSTM decoder that attends over the encoder's tokens.
+
+    Args:
+        encoder_name (`str`, defaults to `"vit_small_patch16_224"`):
+            Any timm model name. Its token features (`forward_features`) are what the decoder attends to;
+            its pooled features (`forward_head(pre_logits=True)`, the CLS token for a ViT) initialise the
+            decoder state.
+        freeze_encoder (`bool`, defaults to `True`):
+            Keep the encoder's weights fixed (no gradients, always in eval mode). A frozen encoder lets the
+            training script compute its features once and train the decoder from a cache.
+        image_size (`int`, defaults to 224):
+            Side of the square images the encoder sees (ViT position embeddings are built for it).
+        attention (`bool`, defaults to `True`):
+            Additive (Bahdanau) attention over the encoder tokens at every step (Show, Attend and Tell).
+            `False` gives the original design: the decoder only ever sees the pooled feature.
+        embed_dim (`int`, defaults to 256): word embedding size.
+        hidden_dim (`int`, defaults to 512): LSTM hidden size.
+        attention_dim (`int`, defaults to 256): size of the space where encoder tokens and the decoder
+            state are compared.
+        num_layers (`int`, defaults to 1): stacked LSTM layers.
+        dropout (`float`, defaults to 0.3): dropout on embeddings and on the state fed to the output layer.
+        vocab_size (`int`, defaults to 5000): words in the tokenizer, special tokens included.
+        pad_token_id / bos_token_id / eos_token_id (`int`, defaults to 0 / 1 / 2): special token ids,
+            as in the tokenizer (`modeling.tokenization_caption`).
+        max_length (`int`, defaults to 32): longest caption in tokens, BOS and EOS included; also the
+            default generation length.
+        initializer_range (`float`, defaults to 0.02): std of the normal init of decoder weights.
+    """
+
+    model_type = "product_caption"
+
+    encoder_name: str = "vit_small_patch16_224"
+    freeze_encoder: bool = True
+    image_size: int = 224
+    attention: bool = True
+    embed_dim: int = 256
+    hidden_dim: int = 512
+    attention_dim: int = 256
+    num_layers: int = 1
+    dropout: float | int = 0.3
+    vocab_size: int = 5000
+    pad_token_id: int = 0
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    max_length: int = 32
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        for name in ("image_size", "embed_dim", "hidden_dim", "attention_dim", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        special = (self.pad_token_id, self.bos_token_id, self.eos_token_id)
+        if len(set(special)) != 3 or not all(0 <= i < self.vocab_size for i in special):
+            raise ValueError(
+                f"pad/bos/eos token ids must be distinct and < vocab_size={self.vocab_size}, got {special}"
+            )
+        if self.max_length < 3:
+            raise ValueError(f"max_length must be >= 3 (BOS, a word, EOS), got {self.max_length}")
+        super().__post_init__(**kwargs)
+
+
+__all__ = ["ProductCaptionConfig"]

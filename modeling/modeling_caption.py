@@ -1,0 +1,317 @@
+"""Product caption model: a timm image encoder and an LSTM decoder with additive attention.
+
+    image (B, 3, S, S) --encoder--> memory (B, 1 + N, D) = [pooled feature; N token features]
+    memory --decoder--> one word at a time, each step attending over the N tokens (Show, Attend and Tell)
+
+The encoder is any timm model, frozen by default: `forward_features` gives its tokens (a ViT's patch
+and CLS tokens, or a CNN's feature map flattened to H*W positions) and `forward_head(pre_logits=True)`
+its pooled feature (a ViT's CLS token). The pooled feature initialises the LSTM state. With
+`config.attention=False` the decoder reads the pooled feature at every step instead of an attended
+context: the original project's CLS-only design, kept as a baseline that differs in nothing else.
+
+`encode()` is separate from the decoder so that a frozen encoder runs once per image: the training
+script caches `memory` and passes it back as `encoder_hidden_states`, to `forward` and to `generate`.
+
+`generate()` is this model's own batched greedy / beam search, not transformers' `GenerationMixin`
+(which is built around attention caches that an LSTM does not have). `PreTrainedModel` no longer
+inherits `GenerationMixin` and this class does not define `prepare_inputs_for_generation`, so
+`can_generate()` is False and transformers attaches no generation config or warnings to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .backbone import create_backbone
+from .configuration_caption import ProductCaptionConfig
+
+
+@dataclass
+class ProductCaptionOutput(ModelOutput):
+    """`loss`: mean cross-entropy over non-pad target tokens; `logits`: (B, T, vocab_size), where
+    position t predicts token t + 1 of `input_ids`."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+
+
+@dataclass
+class ProductCaptionGenerateOutput(ModelOutput):
+    """`sequences`: (B, 1 + L) token ids starting with BOS, padded after EOS; `sequences_scores`: (B,)
+    sum of the log-probabilities of the generated tokens (EOS included) / length ** length_penalty."""
+
+    sequences: torch.LongTensor | None = None
+    sequences_scores: torch.FloatTensor | None = None
+
+
+def create_encoder(name: str, image_size: int) -> nn.Module:
+    """A random-init timm encoder for `image_size` images (ViTs size their position embeddings to it)."""
+    try:
+        return create_backbone(name, img_size=image_size)
+    except TypeError:  # CNNs take any input size and have no `img_size` argument
+        return create_backbone(name)
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau attention: score_i = w^T tanh(W_f f_i + W_h h), weights = softmax over the N tokens."""
+
+    def __init__(self, feature_dim: int, hidden_dim: int, attention_dim: int):
+        super().__init__()
+        self.features_proj = nn.Linear(feature_dim, attention_dim)
+        self.state_proj = nn.Linear(hidden_dim, attention_dim)
+        self.score = nn.Linear(attention_dim, 1)
+
+    def forward(self, tokens, projected, hidden):
+        # tokens (B, N, D); projected = features_proj(tokens), computed once per image: (B, N, A)
+        scores = self.score(torch.tanh(projected + self.state_proj(hidden)[:, None]))  # (B, N, 1)
+        weights = scores.softmax(dim=1)  # (B, N, 1)
+        return (weights * tokens).sum(dim=1)  # (B, D)
+
+
+class CaptionDecoder(nn.Module):
+    """Stacked LSTM cells, one step at a time, reading a word and an image context at each step."""
+
+    def __init__(self, config: ProductCaptionConfig, feature_dim: int):
+        super().__init__()
+        c = config
+        self.attention = c.attention
+        self.num_layers, self.hidden_dim = c.num_layers, c.hidden_dim
+        self.embed = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=c.pad_token_id)
+        # the pooled feature sets (h, c) of every layer
+        self.init_state = nn.Linear(feature_dim, 2 * c.num_layers * c.hidden_dim)
+        if c.attention:
+            self.attend = AdditiveAttention(feature_dim, c.hidden_dim, c.attention_dim)
+            # Show, Attend and Tell's gate: the state decides how much of the context to let in
+            self.gate = nn.Linear(c.hidden_dim, feature_dim)
+        self.cells = nn.ModuleList(
+            nn.LSTMCell(c.embed_dim + feature_dim if i == 0 else c.hidden_dim, c.hidden_dim)
+            for i in range(c.num_layers)
+        )
+        self.dropout = nn.Dropout(c.dropout)
+        self.lm_head = nn.Linear(c.hidden_dim, c.vocab_size)
+
+    def start(self, memory):
+        """memory (B, 1 + N, D) -> what every step needs: (pooled, tokens, projected tokens), state."""
+        pooled, tokens = memory[:, 0], memory[:, 1:]  # (B, D), (B, N, D)
+        projected = self.attend.features_proj(tokens) if self.attention else None  # (B, N, A)
+        h_c = torch.tanh(self.init_state(pooled)).view(-1, 2 * self.num_layers, self.hidden_dim)
+        state = [(h_c[:, 2 * i], h_c[:, 2 * i + 1]) for i in range(self.num_layers)]
+        return (pooled, tokens, projected), state
+
+    def step(self, input_ids, context_inputs, state):
+        """input_ids (B,) -> logits (B, vocab_size) for the next word, and the new state."""
+        pooled, tokens, projected = context_inputs
+        top = state[-1][0]  # (B, H)
+        if self.attention:
+            context = self.attend(tokens, projected, top) * torch.sigmoid(self.gate(top))  # (B, D)
+        else:
+            context = pooled  # (B, D)
+        x = torch.cat([self.dropout(self.embed(input_ids)), context], dim=-1)  # (B, E + D)
+        new_state = []
+        for cell, (h, c) in zip(self.cells, state, strict=True):
+            h, c = cell(x, (h, c))  # (B, H) each
+            new_state.append((h, c))
+            x = self.dropout(h)
+        return self.lm_head(x), new_state
+
+
+class ProductCaptionModel(PreTrainedModel):
+    config_class = ProductCaptionConfig
+    main_input_name = "pixel_values"
+    base_model_prefix = ""
+
+    def __init__(self, config: ProductCaptionConfig):
+        super().__init__(config)
+        # Random weights: building a model never downloads. Pretrained encoder weights are loaded on
+        # purpose by the training script (`modeling.backbone.load_backbone_weights`), and
+        # `from_pretrained` restores everything from the checkpoint.
+        self.encoder = create_encoder(config.encoder_name, config.image_size)
+        feature_dim = self.encoder.num_features
+        if getattr(self.encoder, "head_hidden_size", feature_dim) != feature_dim:
+            raise ValueError(
+                f"encoder {config.encoder_name!r}: pooled features ({self.encoder.head_hidden_size}) "
+                f"and token features ({feature_dim}) differ in size; pick another encoder"
+            )
+        self.decoder = CaptionDecoder(config, feature_dim)
+        self.post_init()
+        self.train()  # applies freeze_encoder
+
+    @property
+    def feature_dim(self) -> int:
+        return self.encoder.num_features
+
+    def _init_weights(self, module):
+        # Only the decoder is ours to initialise. The encoder keeps timm's own init (or the weights
+        # loaded into it): transformers' generic init would reset its LayerNorms and Linears.
+        if not any(module is m for m in self.decoder.modules()):
+            return
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LSTMCell):
+            bound = module.hidden_size**-0.5  # PyTorch's own LSTM init
+            for param in module.parameters():
+                init.uniform_(param, -bound, bound)
+
+    def train(self, mode: bool = True):
+        # A frozen encoder stays in eval mode (its dropout and norm statistics must not move) and gets
+        # no gradients. Done here, not only in __init__, because `from_pretrained` swaps in new
+        # parameters (requires_grad=True) after __init__ and then calls `eval()`.
+        super().train(mode)
+        if self.config.freeze_encoder:
+            self.encoder.eval().requires_grad_(False)
+        return self
+
+    def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values (B, 3, S, S) -> memory (B, 1 + N, D): the pooled feature, then N tokens."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
+            features = self.encoder.forward_features(pixel_values)  # (B, N, D) or (B, D, H, W)
+            pooled = self.encoder.forward_head(features, pre_logits=True)  # (B, D)
+        tokens = (
+            features.flatten(2).transpose(1, 2) if features.ndim == 4 else features
+        )  # (B, N, D)
+        return torch.cat([pooled[:, None], tokens], dim=1)
+
+    def _memory(self, pixel_values, encoder_hidden_states):
+        if (pixel_values is None) == (encoder_hidden_states is None):
+            raise ValueError("pass exactly one of pixel_values or encoder_hidden_states")
+        if encoder_hidden_states is not None:
+            return encoder_hidden_states.to(self.decoder.lm_head.weight.dtype)
+        return self.encode(pixel_values)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        **kwargs,
+    ) -> ProductCaptionOutput:
+        """Teacher forcing. input_ids (B, T) start with BOS; `labels` (B, T) are the same ids (-100 or
+        pad where ignored), shifted here: logits[:, t] is scored against labels[:, t + 1]."""
+        if input_ids is None:
+            if labels is None:
+                raise ValueError("pass input_ids (and/or labels)")
+            input_ids = labels.masked_fill(labels == -100, self.config.pad_token_id)
+        memory = self._memory(pixel_values, encoder_hidden_states)  # (B, 1 + N, D)
+        context_inputs, state = self.decoder.start(memory)
+        logits = []
+        for t in range(input_ids.shape[1]):
+            step_logits, state = self.decoder.step(input_ids[:, t], context_inputs, state)
+            logits.append(step_logits)
+        logits = torch.stack(logits, dim=1)  # (B, T, V)
+
+        loss = None
+        if labels is not None:
+            targets = labels[:, 1:].masked_fill(labels[:, 1:] == self.config.pad_token_id, -100)
+            if attention_mask is not None:
+                targets = targets.masked_fill(attention_mask[:, 1:] == 0, -100)
+            loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100
+            )
+        return ProductCaptionOutput(loss=loss, logits=logits)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        num_beams: int = 1,
+        length_penalty: float = 1.0,
+        max_new_tokens: int | None = None,
+        return_dict_in_generate: bool = False,
+    ) -> torch.LongTensor | ProductCaptionGenerateOutput:
+        """Deterministic captions: greedy (`num_beams=1`) or beam search, batched over images and beams.
+
+        Returns token ids (B, 1 + L) starting with BOS and padded after EOS (decode them with
+        `tokenizer.batch_decode(ids, skip_special_tokens=True)`), or with `return_dict_in_generate`
+        a `ProductCaptionGenerateOutput` that also holds each caption's score: the sum of its tokens'
+        log-probabilities (EOS included) divided by its length ** `length_penalty`.
+        """
+        if num_beams < 1:
+            raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+        max_new_tokens = max_new_tokens or self.config.max_length - 1
+        memory = self._memory(pixel_values, encoder_hidden_states)
+        search = self._greedy if num_beams == 1 else self._beam_search
+        sequences, scores = search(memory, num_beams, length_penalty, max_new_tokens)
+        if return_dict_in_generate:
+            return ProductCaptionGenerateOutput(sequences=sequences, sequences_scores=scores)
+        return sequences
+
+    def _greedy(self, memory, num_beams, length_penalty, max_new_tokens):
+        c = self.config
+        context_inputs, state = self.decoder.start(memory)
+        tokens = torch.full((memory.shape[0],), c.bos_token_id, device=memory.device)  # (B,)
+        done = torch.zeros_like(tokens, dtype=torch.bool)
+        log_prob = torch.zeros(tokens.shape, device=memory.device)
+        lengths = torch.zeros_like(log_prob)
+        sequences = [tokens]
+        for _ in range(max_new_tokens):
+            logits, state = self.decoder.step(tokens, context_inputs, state)
+            log_probs = logits.float().log_softmax(dim=-1)  # (B, V)
+            tokens = log_probs.argmax(dim=-1).masked_fill(done, c.pad_token_id)
+            log_prob += log_probs.gather(1, tokens[:, None])[:, 0].masked_fill(done, 0.0)
+            lengths += (~done).float()
+            done |= tokens == c.eos_token_id
+            sequences.append(tokens)
+            if done.all():
+                break
+        return torch.stack(sequences, dim=1), log_prob / lengths.clamp(min=1) ** length_penalty
+
+    def _beam_search(self, memory, num_beams, length_penalty, max_new_tokens):
+        """Beam search over all B * K beams at once. A finished beam stays in the beam, extended only by
+        pad at no cost, and competes with the live ones on its length-normalised score."""
+        c, K = self.config, num_beams
+        B, V = memory.shape[0], self.config.vocab_size
+        device = memory.device
+        context_inputs, state = self.decoder.start(memory.repeat_interleave(K, dim=0))  # B * K rows
+        tokens = torch.full((B * K,), c.bos_token_id, device=device)
+        sequences = tokens[:, None]  # (B * K, 1)
+        # every beam starts as the same BOS: only beam 0 is live at first, or all K would be equal
+        scores = torch.full((B, K), float("-inf"), device=device)
+        scores[:, 0] = 0.0
+        lengths = torch.zeros((B, K), device=device)
+        done = torch.zeros((B, K), dtype=torch.bool, device=device)
+        finished_row = torch.full((V,), float("-inf"), device=device)
+        finished_row[c.pad_token_id] = 0.0
+        offsets = torch.arange(B, device=device)[:, None] * K  # (B, 1): row of beam 0 of each image
+
+        for _ in range(max_new_tokens):
+            logits, state = self.decoder.step(tokens, context_inputs, state)
+            log_probs = logits.float().log_softmax(dim=-1).view(B, K, V)
+            log_probs = torch.where(done[..., None], finished_row, log_probs)
+            totals = scores[..., None] + log_probs  # (B, K, V)
+            new_lengths = lengths + (~done).float()  # (B, K)
+            ranked = totals / new_lengths.clamp(min=1)[..., None] ** length_penalty
+            _, best = ranked.view(B, K * V).topk(K, dim=-1)  # (B, K)
+            beam, tokens = best // V, best % V  # (B, K) each: which beam to extend, with which word
+            scores = totals.view(B, K * V).gather(1, best)
+            lengths, done = new_lengths.gather(1, beam), done.gather(1, beam)
+            rows = (beam + offsets).view(-1)  # (B * K,)
+            state = [(h[rows], cell[rows]) for h, cell in state]
+            tokens = tokens.view(-1)
+            sequences = torch.cat([sequences[rows], tokens[:, None]], dim=1)
+            done |= (tokens == c.eos_token_id).view(B, K)
+            if done.all():
+                break
+
+        final = scores / lengths.clamp(min=1) ** length_penalty  # (B, K)
+        pick = final.argmax(dim=-1)  # (B,)
+        rows = pick + offsets[:, 0]
+        return sequences[rows], final.gather(1, pick[:, None])[:, 0]
+
+
+__all__ = ["ProductCaptionModel", "ProductCaptionOutput", "ProductCaptionGenerateOutput"]

@@ -1,0 +1,636 @@
+"""app.py: image checks, the prediction functions, a live server driven by gradio_client (every
+endpoint, every bad input, 50 concurrent requests), the CLI, and a real headless Chromium.
+
+Models are tiny (timm `test_resnet` / `test_vit`, 32 px) with random weights, saved and loaded back
+through `from_pretrained(..., trust_remote_code=True)` exactly as a Hub download would be. Their head
+weights are drawn wide (`initializer_range=1.0`) so that different photos get different ratings and
+captions: a mixed-up answer cannot pass for a right one.
+"""
+
+import concurrent.futures
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image, ImageFile
+
+import app
+from modeling import (
+    ProductCaptionConfig,
+    ProductCaptionModel,
+    ProductCaptionProcessor,
+    ProductImageProcessor,
+    ProductRatingConfig,
+    ProductRatingModel,
+    build_caption_tokenizer,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CAPTIONS = [
+    "red striped t-shirt with a pocket",
+    "blue plain dress with buttons",
+    "black checked hoodie with a star logo",
+    "orange polka dot shorts with buttons",
+]
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def save_tiny_models(root: Path) -> dict[str, Path]:
+    """A rating and a caption model folder, each with the files training writes beside the weights."""
+    torch.manual_seed(0)
+    rating = ProductRatingModel(
+        ProductRatingConfig(
+            backbone="test_resnet", image_size=32, head_hidden_size=16, initializer_range=1.0
+        )
+    )
+    rating.save_pretrained(root / "rating")
+    ProductImageProcessor.from_timm(rating.backbone, 32).save_pretrained(root / "rating")
+
+    tokenizer = build_caption_tokenizer(CAPTIONS, min_frequency=1, max_length=12)
+    caption = ProductCaptionModel(
+        ProductCaptionConfig(
+            encoder_name="test_vit",
+            image_size=32,
+            embed_dim=16,
+            hidden_dim=32,
+            attention_dim=16,
+            vocab_size=len(tokenizer),
+            max_length=12,
+            initializer_range=1.0,
+        )
+    )
+    caption.save_pretrained(root / "caption")
+    processor = ProductCaptionProcessor(
+        ProductImageProcessor.from_timm(caption.encoder, 32), tokenizer
+    )
+    processor.save_pretrained(root / "caption")
+
+    # what the training scripts add: metrics, a plot (rating: top level; caption: plots/), a card
+    (root / "rating" / "eval_results.json").write_text(
+        json.dumps({"mae": 0.51234, "r2": 0.3, "baseline_mae": 0.6, "num_samples": 84})
+    )
+    Image.new("RGB", (60, 40), "orange").save(root / "rating" / "loss_curves.png")
+    (root / "rating" / "README.md").write_text(
+        "---\nlicense: apache-2.0\n---\n\n# tiny rating\n\nA test card.\n\n"
+        "![loss_curves.png](loss_curves.png)\n"
+    )
+    (root / "caption" / "plots").mkdir()
+    Image.new("RGB", (60, 40), "teal").save(root / "caption" / "plots" / "caption_samples.png")
+    return {"rating": root / "rating", "caption": root / "caption"}
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory) -> dict[str, Path]:
+    return save_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def models(model_dirs):
+    return app.load_model("rating", model_dirs["rating"]), app.load_model(
+        "caption", model_dirs["caption"]
+    )
+
+
+@pytest.fixture(scope="session")
+def server(models):
+    """The app on 127.0.0.1 (a free port), in this process, for the whole session."""
+    demo = app.create_app(*models)
+    _, url, _ = app.launch(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def client(server) -> Client:
+    return Client(server, verbose=False)
+
+
+def write_png(path: Path, image: Image.Image) -> Path:
+    image.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """Every bad and every unusual input, as files."""
+    d = tmp_path_factory.mktemp("inputs")
+    out = {}
+    (d / "empty.jpg").write_bytes(b"")
+    out["empty"] = d / "empty.jpg"
+    (d / "notes.txt").write_text("not a photo\n")
+    out["text"] = d / "notes.txt"
+    full = io.BytesIO()
+    Image.open(app.EXAMPLES[0]).save(full, format="JPEG", quality=90)
+    (d / "truncated.jpg").write_bytes(full.getvalue()[: len(full.getvalue()) // 2])
+    out["truncated"] = d / "truncated.jpg"
+    # 12,000 x 12,000 pixels, 1 bit each: a PNG of a few KB that would be 432 MB decoded as RGB
+    out["huge"] = write_png(d / "huge.png", Image.new("1", (12_000, 12_000)))
+    # unusual but valid: each must predict
+    out["grayscale"] = write_png(d / "gray.png", Image.open(app.EXAMPLES[1]).convert("L"))
+    rgba = Image.new("RGBA", (40, 30), (0, 0, 255, 0))  # fully transparent blue -> white
+    rgba.paste((200, 30, 40, 255), (10, 10, 30, 20))
+    out["rgba"] = write_png(d / "rgba.png", rgba)
+    Image.new("CMYK", (40, 30), (0, 255, 255, 0)).save(d / "cmyk.jpg")  # red in CMYK
+    out["cmyk"] = d / "cmyk.jpg"
+    ramp = np.tile(np.linspace(0, 65535, 64), (32, 1)).astype(np.uint16)
+    out["16bit"] = write_png(d / "gray16.png", Image.fromarray(ramp))  # mode I;16
+    frames = [Image.new("RGB", (40, 30), c) for c in ((200, 30, 40), (35, 75, 190), (40, 150, 60))]
+    frames[0].save(
+        d / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0
+    )
+    out["gif"] = d / "animated.gif"
+    return out
+
+
+BAD = {  # input -> words the error message must contain
+    "empty": "empty (0 bytes)",
+    "text": "not an image",
+    "truncated": "truncated or corrupt",
+    "huge": "12,000 x 12,000 pixels",
+}
+UNUSUAL = ["grayscale", "rgba", "cmyk", "16bit", "gif"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Images
+
+
+def test_unusual_images_are_converted_correctly(files):
+    rgba = np.asarray(app.load_image(files["rgba"]))
+    assert rgba.shape == (30, 40, 3)
+    assert tuple(rgba[0, 0]) == (255, 255, 255)  # transparent -> white, not black or blue
+    assert tuple(rgba[15, 20]) == (200, 30, 40)
+    gray16 = np.asarray(app.load_image(files["16bit"]))
+    # 16-bit values scaled to 8 bits (Pillow's own convert would clip all but the first column to 255)
+    assert np.allclose(gray16[0, :, 0], np.linspace(0, 255, 64), atol=1)
+    assert (gray16[..., 0] == gray16[..., 2]).all()
+    assert tuple(np.asarray(app.load_image(files["cmyk"]))[5, 5]) == pytest.approx(
+        (255, 0, 0), abs=3
+    )
+    assert tuple(np.asarray(app.load_image(files["gif"]))[5, 5]) == pytest.approx(
+        (200, 30, 40), abs=8
+    )
+    assert app.load_image(files["grayscale"]).mode == "RGB"
+
+
+def test_exif_rotation_and_size_cap(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.new("RGB", (800, 400), "white").save(tmp_path / "phone.jpg", exif=exif)
+    image = app.load_image(tmp_path / "phone.jpg")
+    assert image.size == (app.MAX_SIDE // 2, app.MAX_SIDE)  # upright, longest side capped at 384
+
+
+@pytest.mark.parametrize("kind", list(BAD))
+def test_bad_files_are_refused_with_a_clear_message(files, kind):
+    with pytest.raises(app.InputError, match=BAD[kind].replace("(", r"\(").replace(")", r"\)")):
+        app.load_image(files[kind])
+
+
+def test_huge_image_is_refused_before_decoding(files, monkeypatch):
+    def no_decoding(self):
+        raise AssertionError("the image was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    with pytest.raises(app.InputError, match=r"\(144 megapixels\); the limit is 64"):
+        app.load_image(files["huge"])
+    # and a photo just under the limit passes the check (then decodes)
+    monkeypatch.undo()
+    assert app.load_image(files["huge"], max_pixels=144 * 10**6).size == (384, 384)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Prediction functions
+
+
+def test_predict(models):
+    rating_model, caption_model = models
+    result = app.predict(app.EXAMPLES[0], rating_model, caption_model, num_beams=3)
+    assert 1.0 <= result["rating"] <= 5.0
+    assert isinstance(result["caption"], str) and result["caption"]
+    assert set(result["latency_ms"]) == {"decode", "rating", "caption", "total"}
+    # the same photo through the models directly, as their own processors prepare it
+    image = app.load_image(app.EXAMPLES[0])
+    with torch.no_grad():
+        pixels = rating_model.processor(image)["pixel_values"]
+        assert result["rating"] == pytest.approx(rating_model.model(pixels).predictions.item())
+        ids = caption_model.model.generate(
+            caption_model.processor(images=image)["pixel_values"], num_beams=3
+        )
+    assert result["caption"] == caption_model.processor.batch_decode(ids)[0]
+    assert "rating" in app.latency_text(result) and "3 beams" in app.latency_text(result)
+
+
+def test_predict_with_one_model(models):
+    rating_model, caption_model = models
+    only_caption = app.predict(app.EXAMPLES[0], None, caption_model)
+    assert only_caption["rating"] is None and only_caption["caption"]
+    assert "rating" not in only_caption["latency_ms"]
+    assert app.predict(app.EXAMPLES[0], rating_model, None)["caption"] is None
+
+
+@pytest.mark.parametrize("beams", [0, 9, 2.5, None, "3", float("nan")])
+def test_beam_size_is_checked(models, beams):
+    with pytest.raises(app.InputError, match="beam size"):
+        app.predict(app.EXAMPLES[0], *models, num_beams=beams)
+
+
+def test_batch_matches_one_at_a_time_and_reports_bad_files(models, files, tmp_path):
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in app.EXAMPLES[:2]:
+            z.write(path, f"shop/{path.name}")
+        z.writestr("__MACOSX/shop/._x.jpg", b"resource fork")  # skipped
+        z.writestr("shop/readme.txt", "not a photo")
+    table = app.predict_batch([archive, app.EXAMPLES[2], files["empty"]], *models, num_beams=2)
+    assert list(table.columns) == ["file", "rating", "caption", "error"]
+    assert list(table["file"]) == [
+        f"photos.zip/shop/{app.EXAMPLES[0].name}",
+        f"photos.zip/shop/{app.EXAMPLES[1].name}",
+        "photos.zip/shop/readme.txt",
+        app.EXAMPLES[2].name,
+        "empty.jpg",
+    ]
+    assert "not an image" in table["error"][2] and "empty" in table["error"][4]
+    for row, path in zip([0, 1, 3], app.EXAMPLES[:3], strict=True):
+        single = app.predict(path, *models, num_beams=2)  # batched = one at a time
+        assert table["rating"][row] == pytest.approx(single["rating"], abs=1e-5)
+        assert table["caption"][row] == single["caption"]
+        assert table["error"][row] == ""
+    assert len(set(table["caption"].dropna())) > 1  # the photos really differ
+
+
+def test_batch_limits(models, files, monkeypatch):
+    with pytest.raises(app.InputError, match="none of the 2 files"):
+        app.predict_batch([files["empty"], files["text"]], *models)
+    with pytest.raises(app.InputError, match="no files"):
+        app.predict_batch([], *models)
+    monkeypatch.setattr(app, "MAX_BATCH_IMAGES", 2)
+    with pytest.raises(app.InputError, match="limit is 2"):
+        app.predict_batch(app.EXAMPLES[:3], *models)
+
+
+def test_compare_same_model_twice_agrees(models):
+    rating_model, caption_model = models
+    table = app.compare_models(
+        app.EXAMPLES,
+        {"rating A": rating_model, "rating B": rating_model, "caption A": caption_model},
+        num_beams=2,
+    )
+    assert list(table.columns) == [
+        "file",
+        "rating A",
+        "rating B",
+        "rating B - A",
+        "caption A",
+        "error",
+    ]
+    assert (table["rating B - A"] == 0).all()
+
+
+def test_compare_models_are_loaded_once_and_kept(models, model_dirs, monkeypatch):
+    rating_model, _ = models
+    cache = app.ModelCache([rating_model], capacity=1)
+    assert cache.get("rating", rating_model.source) is rating_model  # served: never reloaded
+    typed = f"{model_dirs['rating']}/"
+    first = cache.get("rating", typed)
+    assert first is not rating_model and cache.get("rating", typed) is first
+    cache.get("caption", str(model_dirs["caption"]))  # capacity 1: the typed rating model goes
+    assert cache.get("rating", typed) is not first
+    monkeypatch.setattr(app, "ALLOW_TYPED_HUB_IDS", False)  # as on a public Space
+    with pytest.raises(app.ModelError, match="only local folders"):
+        cache.get("rating", "someone/some-model")
+
+
+def test_model_info_shows_card_metrics_and_plots(models):
+    rating_info = app.model_info(models[0])
+    assert rating_info["card"].startswith("# tiny rating") and "license" not in rating_info["card"]
+    assert "![" not in rating_info["card"]  # plots go to the gallery
+    assert ["mae", 0.5123] in rating_info["metrics"]
+    assert [p.name for p in rating_info["plots"]] == ["loss_curves.png"]
+    caption_info = app.model_info(models[1])
+    assert [p.name for p in caption_info["plots"]] == ["caption_samples.png"]
+    assert caption_info["card"] == "" and caption_info["metrics"] == []
+
+
+def test_loading_the_wrong_kind_of_model_says_so(model_dirs, tmp_path):
+    with pytest.raises(app.ModelError, match="'product_caption' model, not a rating model"):
+        app.load_model("rating", model_dirs["caption"])
+    with pytest.raises(app.ModelError, match="could not load the caption model"):
+        app.load_model("caption", tmp_path / "nothing-here")
+
+
+def test_model_resolution_order(monkeypatch, tmp_path):
+    monkeypatch.setattr(app, "HERE", tmp_path)
+    monkeypatch.delenv("RATING_MODEL", raising=False)
+    assert app.resolve_model("rating") is None
+    for folder in ("outputs/demo/rating", "models/rating"):  # later ones take precedence
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "config.json").write_text("{}")
+        assert app.resolve_model("rating") == str(tmp_path / folder)
+    monkeypatch.setenv("RATING_MODEL", "user/rating-from-env")
+    assert app.resolve_model("rating") == "user/rating-from-env"
+    assert app.resolve_model("rating", "user/rating-from-flag") == "user/rating-from-flag"
+    assert "make demo" in app.missing_model_hint("caption")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command line
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RATING_MODEL", "CAPTION_MODEL")}
+    return env | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": ""} | extra
+
+
+def test_app_imports_nothing_from_this_repository():
+    """A Space runs app.py alone: it may import only these packages and the standard library."""
+    import ast
+
+    allowed = {"gradio", "transformers", "torch", "PIL", "numpy", "pandas", "matplotlib",
+               "huggingface_hub"}  # fmt: skip
+    tree = ast.parse((REPO_ROOT / "app.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}  # fmt: skip
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}  # fmt: skip
+    assert imported - allowed <= set(sys.stdlib_module_names) | {"__future__"}, imported - allowed
+
+
+def test_command_line_help_and_missing_models(tmp_path):
+    """app.py copied alone into an empty folder (as on a Space) and run three ways, side by side
+    (each process spends most of its time importing gradio and transformers)."""
+    shutil.copy(REPO_ROOT / "app.py", tmp_path / "app.py")
+    runs = {
+        "help": ["--help"],
+        "no model": [],
+        "bad model": ["--rating_model", str(tmp_path / "missing")],
+    }
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "app.py", *args],
+            cwd=tmp_path,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, args in runs.items()
+    }
+    done = {name: (p.wait(timeout=180), *p.communicate()) for name, p in processes.items()}
+
+    code, out, _ = done["help"]
+    assert code == 0
+    for flag in ("--rating_model", "--caption_model", "--host", "--port", "--share"):
+        assert flag in out
+    code, _, err = done["no model"]
+    assert code == 1 and "Traceback" not in err
+    assert "No rating model" in err and "make demo" in err and "train_rating.py" in err
+    code, _, err = done["bad model"]
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().endswith(
+        f"error: could not load the rating model {tmp_path / 'missing'}: no such folder"
+    )
+
+
+def test_a_space_with_one_model_serves_it_alone(tmp_path, model_dirs):
+    """The Space folder `model_cards` assembles (app.py, examples, models/caption), run with
+    `python app.py` and nothing else: the caption model is found in models/, the rating model is
+    missing, and the app serves captions alone."""
+    from model_cards.space import assemble_space
+
+    folder = tmp_path / "space"
+    assemble_space(
+        folder, rating_model=None, caption_model=str(model_dirs["caption"]), space_id="me/x"
+    )
+    assert (folder / "models" / "caption" / "config.json").is_file()
+    assert sorted(p.name for p in (folder / "examples").glob("*.jpg")) == [
+        p.name for p in app.EXAMPLES
+    ]
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)],
+        cwd=folder,
+        env=_env(HF_HOME=str(tmp_path / "hf")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"the app did not start:\n{process.stdout.read()[-3000:]}")
+                time.sleep(0.5)
+        rating, caption, stars, _ = Client(url, verbose=False).predict(
+            handle_file(str(folder / "examples" / app.EXAMPLES[0].name)), 2, api_name="/predict"
+        )
+        assert rating is None and stars == "" and isinstance(caption, str) and caption
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert "No rating model" in output and "make demo" in output
+    assert f"loading the caption model from {folder / 'models' / 'caption'}" in output
+
+
+# ---------------------------------------------------------------------------------------------------
+# A live server, through gradio_client
+
+
+def test_endpoints_are_named(client):
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
+        "/predict",
+        "/batch",
+        "/compare",
+    }
+
+
+def test_predict_endpoint(client, models):
+    rating, caption, stars, latency = client.predict(
+        handle_file(str(app.EXAMPLES[1])), 3, api_name="/predict"
+    )
+    expected = app.predict(app.EXAMPLES[1], *models, num_beams=3)
+    assert rating == pytest.approx(expected["rating"], abs=1e-6) and caption == expected["caption"]
+    assert f"{expected['rating']:.2f}" in stars and "★" in stars
+    assert "Latency" in latency and "total" in latency
+
+
+@pytest.mark.parametrize("kind", list(BAD))
+def test_bad_input_gives_a_message_and_the_server_stays_up(client, files, kind):
+    with pytest.raises(AppError, match=BAD[kind].replace("(", r"\(").replace(")", r"\)")):
+        client.predict(handle_file(str(files[kind])), 3, api_name="/predict")
+    rating, caption, _, _ = client.predict(
+        handle_file(str(app.EXAMPLES[0])), 1, api_name="/predict"
+    )
+    assert 1 <= rating <= 5 and caption
+
+
+def test_missing_photo_and_bad_beams_give_messages(client):
+    with pytest.raises(AppError, match="no photo"):
+        client.predict(None, 3, api_name="/predict")
+    with pytest.raises(AppError):  # gradio's slider refuses it before our function runs
+        client.predict(handle_file(str(app.EXAMPLES[0])), 50, api_name="/predict")
+
+
+@pytest.mark.parametrize("kind", UNUSUAL)
+def test_unusual_images_predict(client, files, models, kind):
+    rating, caption, _, _ = client.predict(handle_file(str(files[kind])), 2, api_name="/predict")
+    expected = app.predict(files[kind], *models, num_beams=2)
+    assert rating == pytest.approx(expected["rating"], abs=1e-6) and caption == expected["caption"]
+
+
+def test_batch_endpoint(client, models, files, tmp_path):
+    archive = tmp_path / "more.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(app.EXAMPLES[3], app.EXAMPLES[3].name)
+    uploads = [*app.EXAMPLES[:3], archive, files["text"]]
+    summary, table, csv_path, histogram = client.predict(
+        [handle_file(str(p)) for p in uploads], 2, api_name="/batch"
+    )
+    got = pd.DataFrame(table["data"], columns=table["headers"])
+    expected = app.predict_batch(uploads, *models, num_beams=2)
+    assert list(got["file"]) == list(expected["file"]) and list(got["caption"]) == list(
+        expected["caption"]
+    )
+    assert np.allclose(got["rating"][:4].astype(float), expected["rating"][:4].round(2))
+    assert "not an image" in got["error"][4]
+    assert "**4** photos predicted" in summary and "**1** skipped" in summary
+    csv = pd.read_csv(csv_path, keep_default_na=False)
+    assert list(csv["file"]) == list(expected["file"])
+    assert np.allclose(csv["rating"][:4].astype(float), expected["rating"][:4], atol=1e-4)
+    assert histogram["type"] == "matplotlib" and histogram["plot"].startswith("data:image/")
+
+
+def test_batch_endpoint_with_only_bad_files(client, files):
+    with pytest.raises(AppError, match="none of the 2 files could be used"):
+        client.predict(
+            [handle_file(str(files["empty"])), handle_file(str(files["huge"]))],
+            2,
+            api_name="/batch",
+        )
+
+
+def test_compare_endpoint_loads_typed_models(client, models, model_dirs):
+    uploads = [handle_file(str(p)) for p in app.EXAMPLES[:2]]
+    # B is the same folder typed with a trailing slash: a second copy, loaded on demand
+    summary, table = client.predict(
+        uploads, str(model_dirs["rating"]), f"{model_dirs['rating']}/", str(model_dirs["caption"]), "", 2,
+        api_name="/compare",
+    )  # fmt: skip
+    got = pd.DataFrame(table["data"], columns=table["headers"])
+    assert list(got.columns) == [
+        "file",
+        "rating A",
+        "rating B",
+        "rating B - A",
+        "caption A",
+        "error",
+    ]
+    assert (got["rating B - A"] == 0).all()
+    assert "mean |B - A| **0.000**" in summary
+    with pytest.raises(AppError, match="could not load the caption model"):
+        client.predict(uploads, "", "", "", "/no/such/model", 2, api_name="/compare")
+    with pytest.raises(AppError, match="at least one model"):
+        client.predict(uploads, "", "", "", "", 2, api_name="/compare")
+
+
+def test_fifty_concurrent_requests_are_all_answered_correctly(client, models, files):
+    photos = [*app.EXAMPLES, files["grayscale"], files["rgba"], files["cmyk"], files["gif"]]
+    expected = {p: app.predict(p, *models, num_beams=2) for p in photos}
+
+    def ask(i):
+        photo = photos[i % len(photos)]
+        return photo, client.predict(handle_file(str(photo)), 2, api_name="/predict")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(ask, range(50)))
+    assert len(answers) == 50
+    for photo, (rating, caption, _, _) in answers:
+        assert rating == pytest.approx(expected[photo]["rating"], abs=1e-6), photo
+        assert caption == expected[photo]["caption"], photo
+
+
+# ---------------------------------------------------------------------------------------------------
+# A real browser
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_browser_uploads_a_photo_and_sees_rating_and_caption(server, models, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    uploaded, example = (app.predict(p, *models, num_beams=3) for p in app.EXAMPLES[:3:2])
+    assert uploaded["caption"] != example["caption"]
+
+    def predict_and_read(page, expected) -> tuple[str, str]:
+        page.click("#predict-button")
+        page.wait_for_function(
+            "caption => document.querySelector('#caption textarea')?.value === caption",
+            arg=expected["caption"],
+            timeout=60_000,
+        )
+        page.wait_for_function("document.querySelector('#latency')?.innerText.includes('total')")
+        return page.inner_text("#rating-stars .rating-value"), page.input_value("#caption textarea")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            page = browser.new_page()
+            page.goto(server, wait_until="networkidle")
+            page.set_input_files("#photo input[type=file]", str(app.EXAMPLES[0]))
+            page.wait_for_selector("#photo img", timeout=30_000)  # the upload is shown
+            rating_text, caption_text = predict_and_read(page, uploaded)
+            page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+            # an example photo goes through the same path
+            page.locator("#examples button").nth(2).click()
+            example_rating_text, _ = predict_and_read(page, example)
+        finally:
+            browser.close()
+    assert rating_text == f"{uploaded['rating']:.2f}" and caption_text == uploaded["caption"]
+    assert example_rating_text == f"{example['rating']:.2f}"
+    if os.environ.get("APP_SCREENSHOT"):
+        target = Path(os.environ["APP_SCREENSHOT"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "app.png", target)
