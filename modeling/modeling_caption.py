@@ -84,6 +84,8 @@ class CaptionDecoder(nn.Module):
         self.attention = c.attention
         self.num_layers, self.hidden_dim = c.num_layers, c.hidden_dim
         self.embed = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=c.pad_token_id)
+        # encoders differ wildly in feature scale (a random CNN's are ~0.01, a ViT's ~1): normalise
+        self.feature_norm = nn.LayerNorm(feature_dim)
         # the pooled feature sets (h, c) of every layer
         self.init_state = nn.Linear(feature_dim, 2 * c.num_layers * c.hidden_dim)
         if c.attention:
@@ -99,6 +101,7 @@ class CaptionDecoder(nn.Module):
 
     def start(self, memory):
         """memory (B, 1 + N, D) -> what every step needs: (pooled, tokens, projected tokens), state."""
+        memory = self.feature_norm(memory)
         pooled, tokens = memory[:, 0], memory[:, 1:]  # (B, D), (B, N, D)
         projected = self.attend.features_proj(tokens) if self.attention else None  # (B, N, A)
         h_c = torch.tanh(self.init_state(pooled)).view(-1, 2 * self.num_layers, self.hidden_dim)
@@ -160,6 +163,9 @@ class ProductCaptionModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
             if not getattr(module.weight, "_is_hf_initialized", False):
                 init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
         elif isinstance(module, nn.LSTMCell):
             bound = module.hidden_size**-0.5  # PyTorch's own LSTM init
             for param in module.parameters():
@@ -198,10 +204,15 @@ class ProductCaptionModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
         **kwargs,
     ) -> ProductCaptionOutput:
         """Teacher forcing. input_ids (B, T) start with BOS; `labels` (B, T) are the same ids (-100 or
-        pad where ignored), shifted here: logits[:, t] is scored against labels[:, t + 1]."""
+        pad where ignored), shifted here: logits[:, t] is scored against labels[:, t + 1].
+
+        The loss is the mean over target tokens, or their sum / `num_items_in_batch` when given (as in
+        transformers' Trainer): with several processes, each divides by the global token count / number
+        of processes, so averaging their gradients gives exactly the one-process gradient."""
         if input_ids is None:
             if labels is None:
                 raise ValueError("pass input_ids (and/or labels)")
@@ -220,8 +231,13 @@ class ProductCaptionModel(PreTrainedModel):
             if attention_mask is not None:
                 targets = targets.masked_fill(attention_mask[:, 1:] == 0, -100)
             loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100
+                logits[:, :-1].flatten(0, 1).float(),
+                targets.flatten(),
+                ignore_index=-100,
+                reduction="mean" if num_items_in_batch is None else "sum",
             )
+            if num_items_in_batch is not None:
+                loss = loss / num_items_in_batch
         return ProductCaptionOutput(loss=loss, logits=logits)
 
     @torch.no_grad()
