@@ -5,6 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --no-sync
 OUT ?= outputs/demo
 DEMO_PRODUCTS ?= 1000
+CAPTION_EPOCHS ?= 25
 
 .PHONY: demo test lint sync
 
@@ -14,6 +15,11 @@ sync:
 
 demo: sync
 	$(RUN) python -m hf_dataset synthetic --output $(OUT)/dataset --num-products $(DEMO_PRODUCTS) --overwrite
+	# caption model: no Hub weights offline, so a tiny timm CNN trained end to end at 64 px (README)
+	$(RUN) python train_caption.py --dataset $(OUT)/dataset --output_dir $(OUT)/caption \
+		--encoder test_resnet --pretrained_encoder false --freeze_encoder false --image_size 64 \
+		--embed_dim 128 --hidden_dim 256 --attention_dim 128 --per_device_train_batch_size 32 \
+		--learning_rate 3e-3 --num_train_epochs $(CAPTION_EPOCHS) --early_stopping_patience 6
 
 lint: sync
 	$(RUN) ruff check .

@@ -69,10 +69,14 @@ class AdditiveAttention(nn.Module):
         self.score = nn.Linear(attention_dim, 1)
 
     def forward(self, tokens, projected, hidden):
-        # tokens (B, N, D); projected = features_proj(tokens), computed once per image: (B, N, A)
-        scores = self.score(torch.tanh(projected + self.state_proj(hidden)[:, None]))  # (B, N, 1)
-        weights = scores.softmax(dim=1)  # (B, N, 1)
-        return (weights * tokens).sum(dim=1)  # (B, D)
+        # tokens (B, N, D); projected = features_proj(tokens), computed once per image: (B, N, A);
+        # hidden (B * K, H): K states per image (beams), rows b * K + k. The image tensors are never
+        # copied per beam: they broadcast, and the weighted sum is one batched matmul.
+        B, N, A = projected.shape
+        query = self.state_proj(hidden).view(B, -1, 1, A)  # (B, K, 1, A)
+        scores = self.score(torch.tanh(projected[:, None] + query)).squeeze(-1)  # (B, K, N)
+        weights = scores.softmax(dim=-1)  # (B, K, N)
+        return torch.bmm(weights, tokens).flatten(0, 1)  # (B * K, D)
 
 
 class CaptionDecoder(nn.Module):
@@ -99,19 +103,21 @@ class CaptionDecoder(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         self.lm_head = nn.Linear(c.hidden_dim, c.vocab_size)
 
-    def start(self, memory):
-        """memory (B, 1 + N, D) -> what every step needs: (pooled, tokens, projected tokens), state."""
+    def start(self, memory, num_beams: int = 1):
+        """memory (B, 1 + N, D) -> what every step needs: (pooled, tokens, projected tokens), and the
+        initial state, with `num_beams` rows per image (rows b * K + k) for the state and pooled."""
         memory = self.feature_norm(memory)
         pooled, tokens = memory[:, 0], memory[:, 1:]  # (B, D), (B, N, D)
         projected = self.attend.features_proj(tokens) if self.attention else None  # (B, N, A)
         h_c = torch.tanh(self.init_state(pooled)).view(-1, 2 * self.num_layers, self.hidden_dim)
+        h_c = h_c.repeat_interleave(num_beams, dim=0)  # (B * K, 2 * layers, H)
         state = [(h_c[:, 2 * i], h_c[:, 2 * i + 1]) for i in range(self.num_layers)]
-        return (pooled, tokens, projected), state
+        return (pooled.repeat_interleave(num_beams, dim=0), tokens, projected), state
 
     def step(self, input_ids, context_inputs, state):
         """input_ids (B,) -> logits (B, vocab_size) for the next word, and the new state."""
         pooled, tokens, projected = context_inputs
-        top = state[-1][0]  # (B, H)
+        top = state[-1][0]  # (B * K, H): K = 1 outside beam search
         if self.attention:
             context = self.attend(tokens, projected, top) * torch.sigmoid(self.gate(top))  # (B, D)
         else:
@@ -293,7 +299,7 @@ class ProductCaptionModel(PreTrainedModel):
         c, K = self.config, num_beams
         B, V = memory.shape[0], self.config.vocab_size
         device = memory.device
-        context_inputs, state = self.decoder.start(memory.repeat_interleave(K, dim=0))  # B * K rows
+        context_inputs, state = self.decoder.start(memory, num_beams=K)  # states: B * K rows
         tokens = torch.full((B * K,), c.bos_token_id, device=device)
         sequences = tokens[:, None]  # (B * K, 1)
         # every beam starts as the same BOS: only beam 0 is live at first, or all K would be equal
