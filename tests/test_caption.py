@@ -397,3 +397,24 @@ def test_two_processes_give_the_metrics_of_one(trained, tiny_synthetic, tmp_path
         assert ddp[key] == pytest.approx(
             results[key], abs=0.02 if key != "best_val_bleu" else 1.0
         ), key
+
+
+def test_caption_metrics_load_by_path_offline():
+    import evaluate
+
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    metric = evaluate.load(os.path.join(REPO, "metrics", "caption"))
+    perfect = metric.compute(
+        predictions=["red t-shirt with a pocket"], references=["Red T-shirt with a pocket"]
+    )
+    assert perfect == {"bleu": pytest.approx(100.0), "word_overlap": 1.0, "jaccard": 1.0,
+                       "length_similarity": 1.0, "num_samples": 1}  # fmt: skip
+    got = metric.compute(
+        predictions=["blue dress", "grey puma shirt"],
+        references=["blue plain dress", "puma men grey t-shirt"],
+    )
+    # pair 1: 2/3 recall, 2/3 jaccard, 2/3 length; pair 2: 2/4, 2/5, 3/4
+    assert got["word_overlap"] == pytest.approx((2 / 3 + 2 / 4) / 2)
+    assert got["jaccard"] == pytest.approx((2 / 3 + 2 / 5) / 2)
+    assert got["length_similarity"] == pytest.approx((2 / 3 + 3 / 4) / 2)
+    assert 0.0 <= got["bleu"] < 100.0 and got["num_samples"] == 2
