@@ -423,27 +423,38 @@ def main(argv=None) -> dict:
     )
 
     # ---- model
-    config = ProductCaptionConfig(
-        encoder_name=args.encoder,
-        freeze_encoder=args.freeze_encoder,
-        attention=args.attention,
-        embed_dim=args.embed_dim,
-        hidden_dim=args.hidden_dim,
-        attention_dim=args.attention_dim,
-        num_layers=args.num_layers,
-        dropout=args.dropout,
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        max_length=args.max_length,
-        image_size=args.image_size,
-    )
-    model = ProductCaptionModel(config)
+    try:  # bad sizes, an unknown timm name or an incompatible encoder: one line, no traceback
+        config = ProductCaptionConfig(
+            encoder_name=args.encoder,
+            freeze_encoder=args.freeze_encoder,
+            attention=args.attention,
+            embed_dim=args.embed_dim,
+            hidden_dim=args.hidden_dim,
+            attention_dim=args.attention_dim,
+            num_layers=args.num_layers,
+            dropout=args.dropout,
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            max_length=args.max_length,
+            image_size=args.image_size,
+        )
+        model = ProductCaptionModel(config)
+    except ValueError as err:
+        raise UserError(str(err)) from err
     encoder_kwargs = (
         {"img_size": config.image_size} if "img_size" in _init_args(model.encoder) else {}
     )
-    if load_backbone_weights(model.encoder, args.encoder, pretrained, **encoder_kwargs):
+    try:
+        loaded = load_backbone_weights(model.encoder, args.encoder, pretrained, **encoder_kwargs)
+    except (OSError, RuntimeError) as err:  # offline Hub, missing or mismatched weights file
+        raise UserError(
+            f"could not load pretrained weights for encoder {args.encoder!r} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); without internet pass "
+            "--pretrained_encoder false or a local weights file"
+        ) from err
+    if loaded:
         accelerator.print(
             f"encoder weights: {pretrained if pretrained is not True else 'timm Hub'}"
         )
