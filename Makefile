@@ -4,8 +4,8 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --no-sync
 OUT ?= outputs/demo
-DEMO_PRODUCTS ?= 1000
-CAPTION_EPOCHS ?= 25
+DEMO_PRODUCTS ?= 2000
+CAPTION_EPOCHS ?= 13
 
 .PHONY: demo test lint sync
 
