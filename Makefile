@@ -9,6 +9,7 @@ DEMO_PRODUCTS ?= 2000
 # shared 2-core dev machine: 0.11 s per training step with 1 thread, 0.33-0.97 s with 2).
 DEMO_THREADS ?= 1
 SERVE ?= 1
+CAPTION_EPOCHS ?= 13
 
 .PHONY: demo test lint sync
 
@@ -21,6 +22,11 @@ demo: sync
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(RUN) python train_rating.py --dataset $(OUT)/dataset --output_dir $(OUT)/rating --overwrite_output_dir \
 		--backbone test_resnet --pretrained_backbone false --image_size 64 \
 		--num_train_epochs 15 --learning_rate 3e-3
+	# caption model: no Hub weights offline, so a tiny timm CNN trained end to end at 64 px (README)
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(RUN) python train_caption.py --dataset $(OUT)/dataset --output_dir $(OUT)/caption \
+		--encoder test_resnet --pretrained_encoder false --freeze_encoder false --image_size 64 \
+		--embed_dim 128 --hidden_dim 256 --attention_dim 128 --per_device_train_batch_size 32 \
+		--learning_rate 3e-3 --num_train_epochs $(CAPTION_EPOCHS) --early_stopping_patience 6
 	@if [ "$(SERVE)" = "0" ]; then \
 		echo "demo outputs in $(OUT)/: dataset, rating, caption. Serve them with:"; \
 		echo "  uv run python app.py --rating_model $(OUT)/rating --caption_model $(OUT)/caption"; \

@@ -3,9 +3,11 @@
     python evaluate_models.py --model outputs/rating --dataset data/synthetic --split test \\
         --output outputs/rating/test_results.json
 
-The model folder is loaded the way a user loads it (`AutoModel.from_pretrained(..., trust_remote_code=True)`
-and `AutoImageProcessor`), and its `config.model_type` picks the evaluation: `product_rating` gives
-mae, rmse, r2, baseline_mae (predicting the dataset's train-split mean) and num_samples.
+The model's `config.model_type` picks the evaluation:
+- `product_rating`: mae, rmse, r2, baseline_mae (predicting the dataset's train-split mean), num_samples;
+- `product_caption`: beam-search captions scored with bleu, word_overlap, jaccard, length_similarity,
+  num_samples, next to the same scores of a constant caption (the most common train caption).
+`--update-card` writes the new metrics into the model folder's card (README.md).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -21,6 +24,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
+from model_cards import update_model_card
+from modeling import ProductCaptionModel, ProductCaptionProcessor, ProductImageProcessor
 from modeling.metrics import load_metric
 
 
@@ -79,9 +84,54 @@ def evaluate_rating(model_dir: str, dataset: datasets.DatasetDict, split: str, a
     return results
 
 
-# config.model_type -> evaluation; each returns a dict of JSON-serialisable metrics
+@torch.inference_mode()
+def evaluate_caption(model_dir: str, dataset: datasets.DatasetDict, split: str, args) -> dict:
+    """Beam-search captions for every image of `split`, scored with the caption metrics; plus the
+    constant baseline (the most common train caption) when the dataset has a train split."""
+    from transformers import PreTrainedTokenizerFast
+
+    data = dataset[split]
+    if "caption" not in data.column_names:
+        raise ScriptError(
+            f"the {split} split has no 'caption' column (columns: {', '.join(data.column_names)})"
+        )
+    data = data.filter(lambda c: c is not None and c.strip() != "", input_columns="caption")
+    model = ProductCaptionModel.from_pretrained(model_dir).to(args.device).eval()
+    processor = (
+        ProductCaptionProcessor(  # this package's classes, not the folder's copy of the code
+            ProductImageProcessor.from_pretrained(model_dir),
+            PreTrainedTokenizerFast.from_pretrained(model_dir),
+        )
+    )
+    predictions = []
+    for start in tqdm(
+        range(0, len(data), args.batch_size), desc=f"captioning {split}", unit="batch"
+    ):
+        images = data[start : start + args.batch_size]["image"]
+        pixel_values = processor(images=images)["pixel_values"].to(args.device)
+        ids = model.generate(
+            pixel_values, num_beams=args.num_beams, length_penalty=args.length_penalty
+        )
+        predictions += processor.batch_decode(ids.cpu())
+    references = list(data["caption"])
+    metric = load_metric("caption")
+    results = metric.compute(predictions=predictions, references=references)
+    if "train" in dataset and "caption" in dataset["train"].column_names:
+        captions = (c for c in dataset["train"]["caption"] if c and c.strip())
+        most_common = Counter(captions).most_common(1)[0][0]
+        baseline = metric.compute(
+            predictions=[most_common] * len(references), references=references
+        )
+        results.update({f"baseline_{k}": v for k, v in baseline.items() if k != "num_samples"})
+        results["baseline_caption"] = most_common
+    results.update(num_beams=args.num_beams, length_penalty=args.length_penalty)
+    return results
+
+
+# config.model_type -> (evaluation, model card task); each evaluation returns JSON-serialisable metrics
 EVALUATORS = {
-    "product_rating": evaluate_rating,
+    "product_rating": (evaluate_rating, "rating"),
+    "product_caption": (evaluate_caption, "caption"),
 }
 
 
@@ -93,8 +143,17 @@ def parse_args(argv=None):
     parser.add_argument("--model", required=True, help="saved model folder (or Hub id)")
     parser.add_argument("--dataset", required=True, help="dataset folder (load_from_disk)")
     parser.add_argument("--split", default="test", help="split to evaluate")
-    parser.add_argument("--output", required=True, help="JSON file to write the metrics to")
+    parser.add_argument("--output", default=None, help="JSON file to write the metrics to")
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--num_beams", type=int, default=3, help="caption models: beam size")
+    parser.add_argument("--length_penalty", type=float, default=1.0, help="caption models")
+    parser.add_argument(
+        "--update-card",
+        "--update_card",
+        dest="update_card",
+        action="store_true",
+        help="write these metrics into the model folder's card (README.md)",
+    )
     parser.add_argument("--num_workers", type=int, default=0, help="data loader worker processes")
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
@@ -119,12 +178,12 @@ def main(argv=None) -> dict:
         raise ScriptError(
             f"cannot load a model from {args.model}: {str(error).splitlines()[0]}"
         ) from None
-    evaluator = EVALUATORS.get(config.model_type)
-    if evaluator is None:
+    if config.model_type not in EVALUATORS:
         raise ScriptError(
             f"no evaluation for model_type {config.model_type!r} (known: {', '.join(EVALUATORS)})"
         )
 
+    evaluator, task = EVALUATORS[config.model_type]
     metrics = evaluator(args.model, dataset, args.split, args)
     results = {
         "model": str(args.model),
@@ -133,11 +192,19 @@ def main(argv=None) -> dict:
         "split": args.split,
         **metrics,
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))
-    print(f"wrote {output}")
+    if args.output:
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {output}")
+    if args.update_card:
+        if not Path(args.model, "README.md").is_file():
+            raise ScriptError(
+                f"--update-card: {args.model} has no model card (README.md) to update"
+            )
+        update_model_card(args.model, metrics, task=task, dataset=dataset_dir, split=args.split)
+        print(f"updated the model card {Path(args.model) / 'README.md'}")
     return results
 
 

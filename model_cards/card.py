@@ -190,7 +190,10 @@ def write_model_card(
         command=command,
         hyperparameters=hyperparameters,
         metrics_section=metrics_section(task, results),
-        plots=sorted(p.name for p in model_dir.glob("*.png")),
+        plots=[
+            p.relative_to(model_dir).as_posix()
+            for p in (*sorted(model_dir.glob("*.png")), *sorted(model_dir.glob("plots/*.png")))
+        ],
         synthetic=info["synthetic"],
         **(extra or {}),
     )

@@ -69,10 +69,14 @@ class AdditiveAttention(nn.Module):
         self.score = nn.Linear(attention_dim, 1)
 
     def forward(self, tokens, projected, hidden):
-        # tokens (B, N, D); projected = features_proj(tokens), computed once per image: (B, N, A)
-        scores = self.score(torch.tanh(projected + self.state_proj(hidden)[:, None]))  # (B, N, 1)
-        weights = scores.softmax(dim=1)  # (B, N, 1)
-        return (weights * tokens).sum(dim=1)  # (B, D)
+        # tokens (B, N, D); projected = features_proj(tokens), computed once per image: (B, N, A);
+        # hidden (B * K, H): K states per image (beams), rows b * K + k. The image tensors are never
+        # copied per beam: they broadcast, and the weighted sum is one batched matmul.
+        B, N, A = projected.shape
+        query = self.state_proj(hidden).view(B, -1, 1, A)  # (B, K, 1, A)
+        scores = self.score(torch.tanh(projected[:, None] + query)).squeeze(-1)  # (B, K, N)
+        weights = scores.softmax(dim=-1)  # (B, K, N)
+        return torch.bmm(weights, tokens).flatten(0, 1)  # (B * K, D)
 
 
 class CaptionDecoder(nn.Module):
@@ -84,6 +88,8 @@ class CaptionDecoder(nn.Module):
         self.attention = c.attention
         self.num_layers, self.hidden_dim = c.num_layers, c.hidden_dim
         self.embed = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=c.pad_token_id)
+        # encoders differ wildly in feature scale (a random CNN's are ~0.01, a ViT's ~1): normalise
+        self.feature_norm = nn.LayerNorm(feature_dim)
         # the pooled feature sets (h, c) of every layer
         self.init_state = nn.Linear(feature_dim, 2 * c.num_layers * c.hidden_dim)
         if c.attention:
@@ -97,18 +103,21 @@ class CaptionDecoder(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         self.lm_head = nn.Linear(c.hidden_dim, c.vocab_size)
 
-    def start(self, memory):
-        """memory (B, 1 + N, D) -> what every step needs: (pooled, tokens, projected tokens), state."""
+    def start(self, memory, num_beams: int = 1):
+        """memory (B, 1 + N, D) -> what every step needs: (pooled, tokens, projected tokens), and the
+        initial state, with `num_beams` rows per image (rows b * K + k) for the state and pooled."""
+        memory = self.feature_norm(memory)
         pooled, tokens = memory[:, 0], memory[:, 1:]  # (B, D), (B, N, D)
         projected = self.attend.features_proj(tokens) if self.attention else None  # (B, N, A)
         h_c = torch.tanh(self.init_state(pooled)).view(-1, 2 * self.num_layers, self.hidden_dim)
+        h_c = h_c.repeat_interleave(num_beams, dim=0)  # (B * K, 2 * layers, H)
         state = [(h_c[:, 2 * i], h_c[:, 2 * i + 1]) for i in range(self.num_layers)]
-        return (pooled, tokens, projected), state
+        return (pooled.repeat_interleave(num_beams, dim=0), tokens, projected), state
 
     def step(self, input_ids, context_inputs, state):
         """input_ids (B,) -> logits (B, vocab_size) for the next word, and the new state."""
         pooled, tokens, projected = context_inputs
-        top = state[-1][0]  # (B, H)
+        top = state[-1][0]  # (B * K, H): K = 1 outside beam search
         if self.attention:
             context = self.attend(tokens, projected, top) * torch.sigmoid(self.gate(top))  # (B, D)
         else:
@@ -160,6 +169,9 @@ class ProductCaptionModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
             if not getattr(module.weight, "_is_hf_initialized", False):
                 init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
         elif isinstance(module, nn.LSTMCell):
             bound = module.hidden_size**-0.5  # PyTorch's own LSTM init
             for param in module.parameters():
@@ -198,10 +210,15 @@ class ProductCaptionModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
         **kwargs,
     ) -> ProductCaptionOutput:
         """Teacher forcing. input_ids (B, T) start with BOS; `labels` (B, T) are the same ids (-100 or
-        pad where ignored), shifted here: logits[:, t] is scored against labels[:, t + 1]."""
+        pad where ignored), shifted here: logits[:, t] is scored against labels[:, t + 1].
+
+        The loss is the mean over target tokens, or their sum / `num_items_in_batch` when given (as in
+        transformers' Trainer): with several processes, each divides by the global token count / number
+        of processes, so averaging their gradients gives exactly the one-process gradient."""
         if input_ids is None:
             if labels is None:
                 raise ValueError("pass input_ids (and/or labels)")
@@ -220,8 +237,13 @@ class ProductCaptionModel(PreTrainedModel):
             if attention_mask is not None:
                 targets = targets.masked_fill(attention_mask[:, 1:] == 0, -100)
             loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100
+                logits[:, :-1].flatten(0, 1).float(),
+                targets.flatten(),
+                ignore_index=-100,
+                reduction="mean" if num_items_in_batch is None else "sum",
             )
+            if num_items_in_batch is not None:
+                loss = loss / num_items_in_batch
         return ProductCaptionOutput(loss=loss, logits=logits)
 
     @torch.no_grad()
@@ -277,7 +299,7 @@ class ProductCaptionModel(PreTrainedModel):
         c, K = self.config, num_beams
         B, V = memory.shape[0], self.config.vocab_size
         device = memory.device
-        context_inputs, state = self.decoder.start(memory.repeat_interleave(K, dim=0))  # B * K rows
+        context_inputs, state = self.decoder.start(memory, num_beams=K)  # states: B * K rows
         tokens = torch.full((B * K,), c.bos_token_id, device=device)
         sequences = tokens[:, None]  # (B * K, 1)
         # every beam starts as the same BOS: only beam 0 is live at first, or all K would be equal

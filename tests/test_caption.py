@@ -20,6 +20,8 @@ from modeling import (
 )
 from modeling.modeling_caption import create_encoder
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 CAPTIONS = [
     "red striped t-shirt with a pocket",
     "blue plain dress with buttons",
@@ -232,3 +234,222 @@ def test_config_validates_shapes():
         ProductCaptionConfig(vocab_size=10, pad_token_id=1, bos_token_id=1)
     with pytest.raises(ValueError, match="unknown timm backbone"):
         ProductCaptionModel(ProductCaptionConfig(encoder_name="no_such_net"))
+
+
+# ---------------------------------------------------------------- train_caption.py
+
+
+def train_args(dataset, output_dir, cache_dir, *extra):
+    return [
+        "--dataset", str(dataset), "--output_dir", str(output_dir), "--cache_dir", str(cache_dir),
+        "--encoder", "test_vit", "--pretrained_encoder", "false", "--image_size", "32",
+        "--embed_dim", "16", "--hidden_dim", "32", "--attention_dim", "16", "--min_word_count", "1",
+        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
+        "--learning_rate", "5e-3", "--num_beams", "2", "--seed", "0", "--dropout", "0", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_synthetic, tmp_path_factory):
+    """One short training run shared by the tests below: (output dir, cache dir, results)."""
+    import train_caption
+
+    root = tmp_path_factory.mktemp("caption")
+    args = train_args(tiny_synthetic, root / "run", root / "cache", "--num_train_epochs", "3")
+    results = train_caption.main(args)
+    return root / "run", root / "cache", results
+
+
+def test_training_writes_model_results_and_plots(trained):
+    out, _, results = trained
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
+                 "modeling_caption.py", "eval_results.json", "plots/caption_training.png",
+                 "plots/caption_samples.png"):  # fmt: skip
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "eval_results.json").read_text())
+    assert saved == pytest.approx(results)
+    for key in ("bleu", "word_overlap", "jaccard", "length_similarity", "baseline_bleu"):
+        assert isinstance(saved[key], float)
+    assert saved["num_samples"] > 0 and saved["split"] == "test" and saved["num_beams"] == 2
+
+
+def test_second_run_reuses_the_feature_cache(trained, tiny_synthetic, tmp_path, monkeypatch):
+    import train_caption
+
+    _, cache, _ = trained
+    assert len(list(cache.glob("*.safetensors"))) == 3  # train, validation, test
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("the encoder ran although its features are cached")
+
+    monkeypatch.setattr(ProductCaptionModel, "encode", no_encoder)
+    train_caption.main(
+        train_args(tiny_synthetic, tmp_path / "again", cache, "--num_train_epochs", "1")
+    )
+    assert len(list(cache.glob("*.safetensors"))) == 3
+
+
+def test_model_card_and_update_card(trained, tiny_synthetic, tmp_path):
+    """The card of a trained model holds its test metrics; evaluate_models --update-card swaps them."""
+    import shutil
+
+    import evaluate_models
+    from huggingface_hub import ModelCard
+
+    out, _, results = trained
+    card = ModelCard.load(out / "README.md")
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {
+        key: pytest.approx(results[key])
+        for key in ("bleu", "word_overlap", "jaccard", "length_similarity")
+    }
+    assert "](plots/caption_samples.png)" in card.text and "trained on synthetic data" in card.text
+    copy = tmp_path / "model"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    got = evaluate_models.main(
+        [
+            "--model",
+            str(copy),
+            "--dataset",
+            str(tiny_synthetic),
+            "--split",
+            "validation",
+            "--update-card",
+        ]
+    )
+    card = ModelCard.load(copy / "README.md")
+    assert {r.dataset_split for r in card.data.eval_results} == {"validation"}
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results}["bleu"] == pytest.approx(
+        got["bleu"]
+    )
+    assert card.text.count("<!-- metrics:start -->") == 1
+
+
+def test_evaluate_models_matches_training_results(trained, tiny_synthetic, tmp_path):
+    import evaluate_models
+
+    out, _, results = trained
+    got = evaluate_models.main(
+        [
+            "--model",
+            str(out),
+            "--dataset",
+            str(tiny_synthetic),
+            "--num_beams",
+            "2",
+            "--output",
+            str(tmp_path / "eval.json"),
+        ]  # fmt: skip
+    )
+    for key in (
+        "bleu",
+        "word_overlap",
+        "jaccard",
+        "length_similarity",
+        "num_samples",
+        "baseline_bleu",
+    ):
+        assert got[key] == pytest.approx(results[key], abs=1e-6), key
+
+
+def test_resumed_run_ends_where_an_uninterrupted_one_does(trained, tiny_synthetic, tmp_path):
+    from safetensors.torch import load_file
+
+    import train_caption
+
+    out, cache, results = trained
+    args = train_args(tiny_synthetic, tmp_path / "resumed", cache, "--num_train_epochs", "3")
+    assert train_caption.main(args + ["--stop_after_epochs", "1"]) == {}
+    assert [p.name for p in train_caption.checkpoint_dirs(tmp_path / "resumed")] == ["epoch_1"]
+    resumed = train_caption.main(args + ["--resume_from_checkpoint", "latest"])
+    assert resumed == pytest.approx(results)
+    a, b = (
+        load_file(out / "model.safetensors"),
+        load_file(tmp_path / "resumed" / "model.safetensors"),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_datasets_give_clear_errors(tiny_synthetic, tmp_path, capsys):
+    import datasets
+
+    import train_caption
+
+    data = datasets.load_from_disk(str(tiny_synthetic))
+    data.remove_columns("caption").save_to_disk(str(tmp_path / "no_caption"))
+    with pytest.raises(train_caption.UserError, match="no 'caption' column"):
+        train_caption.main(train_args(tmp_path / "no_caption", tmp_path / "o1", tmp_path / "c"))
+    with pytest.raises(train_caption.UserError, match="no dataset"):
+        train_caption.main(train_args(tmp_path / "missing", tmp_path / "o2", tmp_path / "c"))
+
+    # empty captions are dropped and counted; over-long ones are truncated (EOS kept) and counted
+    def edit(row, i):
+        if i % 7 == 0:
+            row["caption"] = "  " if i % 2 else ""
+        elif i % 5 == 0:
+            row["caption"] = " ".join([row["caption"]] * 10)
+        return row
+
+    data.map(edit, with_indices=True).save_to_disk(str(tmp_path / "messy"))
+    train_caption.main(
+        train_args(
+            tmp_path / "messy",
+            tmp_path / "o3",
+            tmp_path / "c",
+            "--num_train_epochs",
+            "1",
+            "--max_length",
+            "16",
+        )  # fmt: skip
+    )
+    printed = capsys.readouterr().out
+    assert "dropped rows with an empty caption: {'train': " in printed
+    assert (
+        "train captions truncated to 16 tokens" in printed
+        and " 0 train captions truncated" not in printed
+    )
+
+
+def test_two_processes_give_the_metrics_of_one(trained, tiny_synthetic, tmp_path):
+    """`accelerate launch --cpu --num_processes 2` with half the per-device batch sees the same samples
+    per optimiser step as one process, and the loss is normalised by the global token count, so the
+    gradients agree up to float summation order: metrics within 1 BLEU point / 0.02."""
+    out, cache, results = trained
+    args = train_args(tiny_synthetic, tmp_path / "ddp", cache, "--num_train_epochs", "3")
+    args[args.index("--per_device_train_batch_size") + 1] = "4"
+    # accelerate 1.15's `launch --cpu --num_processes 2` starts ONE process (its simple launcher);
+    # two CPU processes need the torchrun launcher (--multi_gpu) with ACCELERATE_USE_CPU=1
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "train_caption.py", *args]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 processes" in result.stdout  # really distributed
+    ddp = json.loads((tmp_path / "ddp" / "eval_results.json").read_text())
+    assert ddp["num_samples"] == results["num_samples"]  # gather_for_metrics drops the padding
+    assert ddp["bleu"] == pytest.approx(results["bleu"], abs=1.0)
+    for key in ("word_overlap", "jaccard", "length_similarity", "best_val_bleu"):
+        assert ddp[key] == pytest.approx(
+            results[key], abs=0.02 if key != "best_val_bleu" else 1.0
+        ), key
+
+
+def test_caption_metrics_load_by_path_offline():
+    import evaluate
+
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    metric = evaluate.load(os.path.join(REPO, "modeling", "metrics", "caption"))
+    perfect = metric.compute(
+        predictions=["red t-shirt with a pocket"], references=["Red T-shirt with a pocket"]
+    )
+    assert perfect == {"bleu": pytest.approx(100.0), "word_overlap": 1.0, "jaccard": 1.0,
+                       "length_similarity": 1.0, "num_samples": 1}  # fmt: skip
+    got = metric.compute(
+        predictions=["blue dress", "grey puma shirt"],
+        references=["blue plain dress", "puma men grey t-shirt"],
+    )
+    # pair 1: 2/3 recall, 2/3 jaccard, 2/3 length; pair 2: 2/4, 2/5, 3/4
+    assert got["word_overlap"] == pytest.approx((2 / 3 + 2 / 4) / 2)
+    assert got["jaccard"] == pytest.approx((2 / 3 + 2 / 5) / 2)
+    assert got["length_similarity"] == pytest.approx((2 / 3 + 3 / 4) / 2)
+    assert 0.0 <= got["bleu"] < 100.0 and got["num_samples"] == 2

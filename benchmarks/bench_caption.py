@@ -1,0 +1,146 @@
+"""Caption model performance: the two design choices that make training and inference fast on a CPU.
+
+1. Feature cache: with a frozen encoder, one decoder epoch from cached features vs one epoch that
+   re-encodes every image (decode, letterbox, ViT-Small at 224 px) as the original project did.
+2. Batched generation: greedy and beam search over a whole batch (beams vectorised) vs a Python loop
+   over single images.
+
+Both sides of each ratio run in the same process, one after the other, on the same images.
+
+    uv run python benchmarks/bench_caption.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from modeling import ProductCaptionConfig, ProductCaptionModel, ProductImageProcessor  # noqa: E402
+
+
+def _timed(fn, repeats: int = 1) -> float:
+    """Best of `repeats` wall-clock runs after one warm-up run (the machine is shared: the minimum is
+    the least disturbed)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _images(n: int):
+    from hf_dataset import synthetic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        synthetic.build(Path(tmp) / "data", num_products=int(n / 0.65) + 10, seed=0, image_size=224)
+        import datasets
+
+        split = datasets.load_from_disk(str(Path(tmp) / "data"))["train"]
+        split = split.select(range(n))
+        return [row["image"].copy() for row in split], list(split["caption"])
+
+
+def bench_feature_cache(images, batch_size: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    config = ProductCaptionConfig(encoder_name="vit_small_patch16_224", vocab_size=1000)
+    model = ProductCaptionModel(config).train()
+    processor = ProductImageProcessor.from_timm(model.encoder, 224)
+    transform = processor.eval_transform()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    captions = torch.randint(4, 1000, (len(images), 12))
+    captions[:, 0] = config.bos_token_id
+
+    def decoder_step(memory, ids):
+        loss = model(encoder_hidden_states=memory, input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    with torch.no_grad():
+        cache = torch.cat(
+            [
+                model.encode(torch.stack([transform(im) for im in images[i : i + batch_size]]))
+                for i in range(0, len(images), batch_size)
+            ]
+        ).half()  # what the training script stores
+
+    def epoch_from_cache():
+        for i in range(0, len(images), batch_size):
+            decoder_step(cache[i : i + batch_size].float(), captions[i : i + batch_size])
+
+    def epoch_reencoding():
+        for i in range(0, len(images), batch_size):
+            pixels = torch.stack([transform(im) for im in images[i : i + batch_size]])
+            decoder_step(model.encode(pixels), captions[i : i + batch_size])
+
+    cached = _timed(epoch_from_cache, repeats)
+    reencoded = _timed(epoch_reencoding, repeats)
+    return {
+        "images": len(images),
+        "epoch_from_cache_s": round(cached, 3),
+        "epoch_reencoding_s": round(reencoded, 3),
+        "cache_speedup": round(reencoded / cached, 1),
+    }
+
+
+def bench_generation(n: int, num_beams: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    # vocabulary of the size the real product titles give (fashion_products: ~1,000 words)
+    config = ProductCaptionConfig(encoder_name="vit_small_patch16_224", vocab_size=1000)
+    model = ProductCaptionModel(config).eval()
+    memory = torch.randn(n, 1 + 196, model.feature_dim)  # ViT-Small tokens at 224 px (+ pooled)
+    out = {}
+    for name, beams in (("greedy", 1), (f"beam{num_beams}", num_beams)):
+        batched = model.generate(encoder_hidden_states=memory, num_beams=beams)
+        looped = [
+            model.generate(encoder_hidden_states=memory[i : i + 1], num_beams=beams)
+            for i in range(n)
+        ]
+        assert all(torch.equal(looped[i][0], batched[i, : looped[i].shape[1]]) for i in range(n))
+        t_batched = _timed(
+            lambda b=beams: model.generate(encoder_hidden_states=memory, num_beams=b), repeats
+        )
+        t_loop = _timed(
+            lambda b=beams: [
+                model.generate(encoder_hidden_states=memory[i : i + 1], num_beams=b)
+                for i in range(n)
+            ],
+            repeats,
+        )
+        out[name] = {
+            "images": n,
+            "batched_s": round(t_batched, 3),
+            "per_sample_loop_s": round(t_loop, 3),
+            "speedup": round(t_loop / t_batched, 1),
+        }
+    return out
+
+
+def run(quick: bool = False) -> dict:
+    torch.set_num_threads(1)  # comparable on a shared machine; both sides get the same single core
+    n_images = 32 if quick else 96
+    images, _ = _images(n_images)
+    return {
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "feature_cache": bench_feature_cache(images, batch_size=32, repeats=1 if quick else 2),
+        "generation": bench_generation(32 if quick else 64, num_beams=3, repeats=1 if quick else 2),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer images, one repeat (seconds)")
+    print(json.dumps(run(parser.parse_args().quick), indent=2))
