@@ -6,15 +6,10 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-# Training leftovers that a published model folder does not need.
-MODEL_IGNORE = [
-    "checkpoint-*",
-    "checkpoint-*/**",
-    "runs/**",
-    "feature_cache/**",
-    "*.pt",
-    "training_args.bin",
-]
+# Training leftovers that a published model folder does not need: Trainer's `checkpoint-*`,
+# train_caption's `checkpoints/`, TensorBoard `runs/`, and Trainer's pickled arguments.
+LEFTOVERS = ["checkpoint-*", "checkpoints", "runs", "training_args.bin"]
+MODEL_IGNORE = [*LEFTOVERS, *(f"{name}/**" for name in LEFTOVERS[:3])]
 
 
 class PublishError(RuntimeError):

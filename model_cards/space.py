@@ -16,7 +16,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, SpaceCard, SpaceCardData
 
-from .hub import PublishError, hub_call
+from .hub import LEFTOVERS, PublishError, hub_call
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # What app.py imports, pinned to the versions this project is tested with.
@@ -66,7 +66,7 @@ def assemble_space(
             shutil.copytree(
                 model,
                 output / "models" / task,
-                ignore=shutil.ignore_patterns("checkpoint-*", "runs"),
+                ignore=shutil.ignore_patterns(*LEFTOVERS),
             )
         else:
             variables[VARIABLES[task]] = model

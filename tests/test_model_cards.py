@@ -110,3 +110,36 @@ def test_publish_space_without_network_fails_cleanly(tmp_path):
         assert "app.py" in done.stderr
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+
+
+def test_dry_run_space_folder_holds_what_the_space_needs(tmp_path):
+    from huggingface_hub import SpaceCard
+
+    from model_cards import publish_space
+
+    model = tmp_path / "caption"
+    (model / "checkpoints" / "epoch_1").mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    (model / "checkpoints" / "epoch_1" / "model.safetensors").write_bytes(b"old")
+    folder = publish_space(
+        rating_model="me/fashion-rating",
+        caption_model=str(model),
+        space_id="me/demo",
+        dataset_id="me/amazon-fashion",
+        output=tmp_path / "space",
+        dry_run=True,
+    )
+    assert (folder / "app.py").read_text() == (REPO_ROOT / "app.py").read_text()
+    requirements = (folder / "requirements.txt").read_text().split()
+    assert {r.split("==")[0] for r in requirements} >= {"gradio", "transformers", "timm", "torch"}
+    card = SpaceCard.load(folder / "README.md")
+    assert card.data.sdk == "gradio" and card.data.app_file == "app.py"
+    assert card.data.models == ["me/fashion-rating"] and card.data.datasets == ["me/amazon-fashion"]
+    assert json.loads((folder / "space_variables.json").read_text()) == {
+        "RATING_MODEL": "me/fashion-rating"
+    }
+    assert (folder / "models" / "caption" / "model.safetensors").read_bytes() == b"weights"
+    assert not (
+        folder / "models" / "caption" / "checkpoints"
+    ).exists()  # training leftovers stay home
