@@ -293,8 +293,9 @@ def test_model_card_and_update_card(trained, tiny_synthetic, tmp_path):
     """The card of a trained model holds its test metrics; evaluate_models --update-card swaps them."""
     import shutil
 
-    import evaluate_models
     from huggingface_hub import ModelCard
+
+    import evaluate_models
 
     out, _, results = trained
     card = ModelCard.load(out / "README.md")
