@@ -133,7 +133,7 @@ def run(quick: bool = False) -> dict:
     return {
         "device": "cpu",
         "torch_threads": torch.get_num_threads(),
-        "feature_cache": bench_feature_cache(images, batch_size=32, repeats=1 if quick else 2),
+        "feature_cache": bench_feature_cache(images, batch_size=64, repeats=1 if quick else 2),
         "generation": bench_generation(32 if quick else 64, num_beams=3, repeats=1 if quick else 2),
     }
 

@@ -74,7 +74,8 @@ class AdditiveAttention(nn.Module):
         # copied per beam: they broadcast, and the weighted sum is one batched matmul.
         B, N, A = projected.shape
         query = self.state_proj(hidden).view(B, -1, 1, A)  # (B, K, 1, A)
-        scores = self.score(torch.tanh(projected[:, None] + query)).squeeze(-1)  # (B, K, N)
+        # tanh in place: a second (B, K, N, A) buffer per step costs more than the tanh itself
+        scores = self.score((projected[:, None] + query).tanh_()).squeeze(-1)  # (B, K, N)
         weights = scores.softmax(dim=-1)  # (B, K, N)
         return torch.bmm(weights, tokens).flatten(0, 1)  # (B * K, D)
 
@@ -106,9 +107,14 @@ class CaptionDecoder(nn.Module):
     def start(self, memory, num_beams: int = 1):
         """memory (B, 1 + N, D) -> what every step needs: (pooled, tokens, projected tokens), and the
         initial state, with `num_beams` rows per image (rows b * K + k) for the state and pooled."""
-        memory = self.feature_norm(memory)
+        norm = self.feature_norm
+        normalized = F.layer_norm(memory, norm.normalized_shape, eps=norm.eps)  # no affine yet
+        memory = torch.addcmul(norm.bias, normalized, norm.weight)  # = self.feature_norm(memory)
         pooled, tokens = memory[:, 0], memory[:, 1:]  # (B, D), (B, N, D)
         projected = self.attend.features_proj(tokens) if self.attention else None  # (B, N, A)
+        # The steps attend over the tokens before the norm's affine (see `advance`): with cached
+        # features they need no gradient, so no (B, N, D) gradient is formed at every step
+        tokens = normalized[:, 1:]
         h_c = torch.tanh(self.init_state(pooled)).view(-1, 2 * self.num_layers, self.hidden_dim)
         h_c = h_c.repeat_interleave(num_beams, dim=0)  # (B * K, 2 * layers, H)
         state = [(h_c[:, 2 * i], h_c[:, 2 * i + 1]) for i in range(self.num_layers)]
@@ -116,19 +122,37 @@ class CaptionDecoder(nn.Module):
 
     def step(self, input_ids, context_inputs, state):
         """input_ids (B,) -> logits (B, vocab_size) for the next word, and the new state."""
+        top, state = self.advance(self.dropout(self.embed(input_ids)), context_inputs, state)
+        return self.lm_head(top), state
+
+    def forward(self, input_ids, context_inputs, state):
+        """Teacher forcing: input_ids (B, T) -> logits (B, T, vocab_size). The same steps as `step`,
+        with the word embeddings and the output layer each done once for all T positions."""
+        embedded = self.dropout(self.embed(input_ids))  # (B, T, E)
+        outputs = []
+        for t in range(input_ids.shape[1]):
+            top, state = self.advance(embedded[:, t], context_inputs, state)
+            outputs.append(top)
+        return self.lm_head(torch.stack(outputs, dim=1))  # (B, T, V)
+
+    def advance(self, embedded, context_inputs, state):
+        """One step of the LSTM: embedded word (B, E) -> top layer's output (B, H), new state."""
         pooled, tokens, projected = context_inputs
         top = state[-1][0]  # (B * K, H): K = 1 outside beam search
         if self.attention:
-            context = self.attend(tokens, projected, top) * torch.sigmoid(self.gate(top))  # (B, D)
+            # sum_i w_i (gamma * x_i + beta) = gamma * sum_i w_i x_i + beta, as the weights sum to 1
+            norm = self.feature_norm
+            context = torch.addcmul(norm.bias, self.attend(tokens, projected, top), norm.weight)
+            context = context * torch.sigmoid(self.gate(top))  # (B, D)
         else:
             context = pooled  # (B, D)
-        x = torch.cat([self.dropout(self.embed(input_ids)), context], dim=-1)  # (B, E + D)
+        x = torch.cat([embedded, context], dim=-1)  # (B, E + D)
         new_state = []
         for cell, (h, c) in zip(self.cells, state, strict=True):
             h, c = cell(x, (h, c))  # (B, H) each
             new_state.append((h, c))
             x = self.dropout(h)
-        return self.lm_head(x), new_state
+        return x, new_state
 
 
 class ProductCaptionModel(PreTrainedModel):
@@ -225,11 +249,7 @@ class ProductCaptionModel(PreTrainedModel):
             input_ids = labels.masked_fill(labels == -100, self.config.pad_token_id)
         memory = self._memory(pixel_values, encoder_hidden_states)  # (B, 1 + N, D)
         context_inputs, state = self.decoder.start(memory)
-        logits = []
-        for t in range(input_ids.shape[1]):
-            step_logits, state = self.decoder.step(input_ids[:, t], context_inputs, state)
-            logits.append(step_logits)
-        logits = torch.stack(logits, dim=1)  # (B, T, V)
+        logits = self.decoder(input_ids, context_inputs, state)  # (B, T, V)
 
         loss = None
         if labels is not None:
