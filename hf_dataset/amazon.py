@@ -26,8 +26,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import DEFAULT_MAX_SIDE, BuildError, base_features, check_output, write_dataset
-from .download import DEFAULT_MAX_PIXELS, DownloadConfig, DownloadFailed, DownloadRun, ImageCache
+from .build import BuildError, base_features, check_output, write_dataset
+from .download import (
+    DownloadConfig,
+    DownloadFailed,
+    DownloadRun,
+    ImageCache,
+    add_image_arguments,
+)
 
 IMAGE_FIELDS = ("hi_res", "large", "thumb")
 EXTRA_COLUMNS = ["store", "main_category", "price", "details", "variant", "image_url"]
@@ -385,18 +391,7 @@ def add_arguments(parser) -> None:
         default=",".join(IMAGE_FIELDS),
         help=f"URL fields to try in order (default: {','.join(IMAGE_FIELDS)})",
     )
-    parser.add_argument(
-        "--max-side",
-        type=int,
-        default=DEFAULT_MAX_SIDE,
-        help=f"longest side of stored images in pixels (default: {DEFAULT_MAX_SIDE})",
-    )
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        help=f"refuse images with more pixels: decompression bombs (default: {DEFAULT_MAX_PIXELS:,})",
-    )
+    add_image_arguments(parser)
     parser.add_argument("--workers", type=int, default=16, help="parallel downloads (default: 16)")
     parser.add_argument(
         "--timeout", type=float, default=10.0, help="seconds per connect/read (default: 10)"

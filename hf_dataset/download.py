@@ -322,3 +322,19 @@ def download_file(url: str, destination: Path, timeout: float = 60.0) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return destination
+
+
+def add_image_arguments(parser) -> None:
+    """`--max-side` and `--max-pixels`, shared by every source that processes images."""
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=DEFAULT_MAX_SIDE,
+        help=f"longest side of stored images in pixels (default: {DEFAULT_MAX_SIDE})",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images with more pixels: decompression bombs (default: {DEFAULT_MAX_PIXELS:,})",
+    )

@@ -24,7 +24,13 @@ from pathlib import Path
 
 from .amazon import add_push_arguments, finish, print_report
 from .build import DEFAULT_MAX_SIDE, BuildError, base_features, check_output, write_dataset
-from .download import DEFAULT_MAX_PIXELS, DownloadFailed, ordered_map, process_image
+from .download import (
+    DEFAULT_MAX_PIXELS,
+    DownloadFailed,
+    add_image_arguments,
+    ordered_map,
+    process_image,
+)
 
 REQUIRED = ("product_id", "filename", "caption")
 NUMERIC = ("rating", "rating_count")
@@ -213,18 +219,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--max-products", type=int, default=None, help="keep only the first N products"
     )
-    parser.add_argument(
-        "--max-side",
-        type=int,
-        default=DEFAULT_MAX_SIDE,
-        help=f"longest side of stored images in pixels (default: {DEFAULT_MAX_SIDE})",
-    )
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        help=f"refuse images with more pixels (default: {DEFAULT_MAX_PIXELS:,})",
-    )
+    add_image_arguments(parser)
     parser.add_argument("--workers", type=int, default=4, help="image threads (default: 4)")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a non-empty output folder"
