@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -26,7 +25,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from model_cards import update_model_card
 from modeling import ProductCaptionModel, ProductCaptionProcessor, ProductImageProcessor
-from modeling.metrics import load_metric
+from modeling.metrics import constant_caption_baseline, load_metric
 
 
 class ScriptError(Exception):
@@ -114,16 +113,9 @@ def evaluate_caption(model_dir: str, dataset: datasets.DatasetDict, split: str, 
         )
         predictions += processor.batch_decode(ids.cpu())
     references = list(data["caption"])
-    metric = load_metric("caption")
-    results = metric.compute(predictions=predictions, references=references)
+    results = load_metric("caption").compute(predictions=predictions, references=references)
     if "train" in dataset and "caption" in dataset["train"].column_names:
-        captions = (c for c in dataset["train"]["caption"] if c and c.strip())
-        most_common = Counter(captions).most_common(1)[0][0]
-        baseline = metric.compute(
-            predictions=[most_common] * len(references), references=references
-        )
-        results.update({f"baseline_{k}": v for k, v in baseline.items() if k != "num_samples"})
-        results["baseline_caption"] = most_common
+        results.update(constant_caption_baseline(dataset["train"]["caption"], references))
     results.update(num_beams=args.num_beams, length_penalty=args.length_penalty)
     return results
 

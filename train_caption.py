@@ -25,7 +25,6 @@ import math
 import os
 import shutil
 import sys
-from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -48,7 +47,7 @@ from modeling import (
 )
 from modeling.backbone import load_backbone_weights, parse_pretrained
 from modeling.caption_plots import plot_caption_grid, plot_caption_history
-from modeling.metrics import metric_path
+from modeling.metrics import constant_caption_baseline, metric_path
 
 REPO = Path(__file__).resolve().parent
 METRIC_PATH = metric_path("caption")
@@ -617,11 +616,8 @@ def main(argv=None) -> dict:
         model, test_loader, accelerator, processor, args.num_beams, args.length_penalty, desc="test"
     )
     results = caption_metrics(predictions, references["test"])
-    most_common = Counter(list(dataset["train"]["caption"])).most_common(1)[0][0]
-    baseline = caption_metrics([most_common] * len(references["test"]), references["test"])
     results.update(
-        {f"baseline_{k}": v for k, v in baseline.items() if k != "num_samples"},
-        baseline_caption=most_common,
+        constant_caption_baseline(dataset["train"]["caption"], references["test"]),
         num_beams=args.num_beams,
         length_penalty=args.length_penalty,
         split="test",

@@ -85,7 +85,7 @@ def describe_dataset(dataset: str | Path) -> dict:
     }
 
 
-def _baseline(task: str, key: str, results: dict):
+def _baseline(key: str, results: dict):
     """The baseline figure for a metric, when the evaluation computed one."""
     baseline = results.get("baseline") if isinstance(results.get("baseline"), dict) else {}
     return results.get(f"baseline_{key}", baseline.get(key))
@@ -99,7 +99,7 @@ def metrics_section(task: str, results: dict, split: str = "test") -> str:
     for key, label, lower_is_better in metrics:
         if key not in results:
             continue
-        base = _baseline(task, key, results)
+        base = _baseline(key, results)
         arrow = "lower is better" if lower_is_better else "higher is better"
         base_text = f"{base:.4g}" if isinstance(base, int | float) else "-"
         rows.append(f"| {label} ({arrow}) | **{results[key]:.4g}** | {base_text} |")

@@ -48,7 +48,6 @@ def test_card_and_report(tiny_synthetic):
     assert sum(report["kept"][s] for s in SPLITS) == 60
     assert report["rating_model"]["noise_std"] == synthetic.NOISE_STD
     assert 0.5 < report["oracle_r2"] < 1.0
-    card = datasets.load_from_disk  # noqa: F841  (the card is parsed with huggingface_hub below)
     from huggingface_hub import DatasetCard
 
     parsed = DatasetCard.load(tiny_synthetic / "README.md")

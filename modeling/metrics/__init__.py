@@ -6,6 +6,8 @@ The Hub's metric scripts cannot be downloaded offline, so these are loaded by pa
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 METRICS_DIR = Path(__file__).resolve().parent
@@ -25,3 +27,14 @@ def load_metric(name: str, **kwargs):
     import evaluate
 
     return evaluate.load(metric_path(name), **kwargs)
+
+
+def constant_caption_baseline(train_captions: Iterable[str], references: list[str]) -> dict:
+    """The caption metrics of writing the most common train caption for every image, as
+    `baseline_<metric>` keys plus `baseline_caption`: the number every caption model has to beat."""
+    most_common = Counter(c for c in train_captions if c and c.strip()).most_common(1)[0][0]
+    scores = load_metric("caption").compute(
+        predictions=[most_common] * len(references), references=references
+    )
+    baseline = {f"baseline_{k}": v for k, v in scores.items() if k != "num_samples"}
+    return {**baseline, "baseline_caption": most_common}
