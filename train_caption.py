@@ -94,11 +94,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument(
         "--image_size", type=int, default=224, help="side of the square images, pixels"
     )
-    model.add_argument("--embed_dim", type=int, default=256)
-    model.add_argument("--hidden_dim", type=int, default=512)
-    model.add_argument("--attention_dim", type=int, default=256)
-    model.add_argument("--num_layers", type=int, default=1)
-    model.add_argument("--dropout", type=float, default=0.3)
+    for name in ("embed_dim", "hidden_dim", "attention_dim", "num_layers", "dropout"):
+        default = getattr(ProductCaptionConfig, name)  # one source of truth: the config class
+        model.add_argument(f"--{name}", type=type(default), default=default, help="%(default)s")
     model.add_argument(
         "--vocab_size", type=int, default=5000, help="most frequent train words kept"
     )

@@ -89,7 +89,8 @@ def run(quick: bool = False) -> dict:
             which = (
                 "tiny random test models (test_resnet / test_vit, 32 px)"
                 if quick
-                else "random-weight models, default architectures (resnet50; vit_small_patch16_224 + LSTM 512), 224 px"
+                else "random-weight models, default architectures (resnet50; vit_small_patch16_224 "
+                f"+ LSTM {ProductCaptionConfig.hidden_dim}), 224 px"
             )
         start = time.perf_counter()
         rating = app.load_model("rating", folders["rating"])

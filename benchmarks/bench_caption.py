@@ -5,7 +5,9 @@
 2. Batched generation: greedy and beam search over a whole batch (beams vectorised) vs a Python loop
    over single images.
 
-Both sides of each ratio run in the same process, one after the other, on the same images.
+Both sides of each ratio run in the same process, one after the other, on the same images. Each is
+measured for the default decoder (`ProductCaptionConfig`: LSTM 256, attention 128) and for Show,
+Attend and Tell's wider one (LSTM 512, attention 256), since the ratios depend on the decoder's size.
 
     uv run python benchmarks/bench_caption.py [--quick]
 """
@@ -24,6 +26,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from modeling import ProductCaptionConfig, ProductCaptionModel, ProductImageProcessor  # noqa: E402
+
+DECODERS = {
+    "default": {},  # ProductCaptionConfig's sizes
+    "wide": {"embed_dim": 256, "hidden_dim": 512, "attention_dim": 256},
+}
 
 
 def _timed(fn, repeats: int = 1) -> float:
@@ -50,9 +57,14 @@ def _images(n: int):
         return [row["image"].copy() for row in split], list(split["caption"])
 
 
-def bench_feature_cache(images, batch_size: int, repeats: int) -> dict:
+def _config(decoder: dict) -> ProductCaptionConfig:
+    # vocabulary of the size the real product titles give (fashion_products: ~1,000 words)
+    return ProductCaptionConfig(encoder_name="vit_small_patch16_224", vocab_size=1000, **decoder)
+
+
+def bench_feature_cache(images, batch_size: int, repeats: int, decoder: dict) -> dict:
     torch.manual_seed(0)
-    config = ProductCaptionConfig(encoder_name="vit_small_patch16_224", vocab_size=1000)
+    config = _config(decoder)
     model = ProductCaptionModel(config).train()
     processor = ProductImageProcessor.from_timm(model.encoder, 224)
     transform = processor.eval_transform()
@@ -93,10 +105,9 @@ def bench_feature_cache(images, batch_size: int, repeats: int) -> dict:
     }
 
 
-def bench_generation(n: int, num_beams: int, repeats: int) -> dict:
+def bench_generation(n: int, num_beams: int, repeats: int, decoder: dict) -> dict:
     torch.manual_seed(0)
-    # vocabulary of the size the real product titles give (fashion_products: ~1,000 words)
-    config = ProductCaptionConfig(encoder_name="vit_small_patch16_224", vocab_size=1000)
+    config = _config(decoder)
     model = ProductCaptionModel(config).eval()
     memory = torch.randn(n, 1 + 196, model.feature_dim)  # ViT-Small tokens at 224 px (+ pooled)
     out = {}
@@ -130,12 +141,18 @@ def run(quick: bool = False) -> dict:
     torch.set_num_threads(1)  # comparable on a shared machine; both sides get the same single core
     n_images = 32 if quick else 96
     images, _ = _images(n_images)
-    return {
-        "device": "cpu",
-        "torch_threads": torch.get_num_threads(),
-        "feature_cache": bench_feature_cache(images, batch_size=64, repeats=1 if quick else 2),
-        "generation": bench_generation(32 if quick else 64, num_beams=3, repeats=1 if quick else 2),
-    }
+    repeats = 1 if quick else 2
+    out = {"device": "cpu", "torch_threads": torch.get_num_threads()}
+    for name, decoder in DECODERS.items():
+        sizes = {
+            k: getattr(_config(decoder), k) for k in ("embed_dim", "hidden_dim", "attention_dim")
+        }
+        out[f"{name}_decoder"] = {
+            **sizes,
+            "feature_cache": bench_feature_cache(images, 64, repeats, decoder),
+            "generation": bench_generation(32 if quick else 64, 3, repeats, decoder),
+        }
+    return out
 
 
 if __name__ == "__main__":

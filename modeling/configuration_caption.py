@@ -23,10 +23,13 @@ class ProductCaptionConfig(PreTrainedConfig):
         attention (`bool`, defaults to `True`):
             Additive (Bahdanau) attention over the encoder tokens at every step (Show, Attend and Tell).
             `False` gives the original design: the decoder only ever sees the pooled feature.
-        embed_dim (`int`, defaults to 256): word embedding size.
-        hidden_dim (`int`, defaults to 512): LSTM hidden size.
-        attention_dim (`int`, defaults to 256): size of the space where encoder tokens and the decoder
+        embed_dim (`int`, defaults to 128): word embedding size.
+        hidden_dim (`int`, defaults to 256): LSTM hidden size.
+        attention_dim (`int`, defaults to 128): size of the space where encoder tokens and the decoder
             state are compared.
+            These three defaults are the sizes every measured run used (product titles are short and
+            their vocabularies a few thousand words); Show, Attend and Tell's 512-wide decoder is a
+            flag away, at 2-3x the decoder's cost (BENCHMARKS.md).
         num_layers (`int`, defaults to 1): stacked LSTM layers.
         dropout (`float`, defaults to 0.3): dropout on embeddings and on the state fed to the output layer.
         vocab_size (`int`, defaults to 5000): words in the tokenizer, special tokens included.
@@ -43,9 +46,9 @@ class ProductCaptionConfig(PreTrainedConfig):
     freeze_encoder: bool = True
     image_size: int = 224
     attention: bool = True
-    embed_dim: int = 256
-    hidden_dim: int = 512
-    attention_dim: int = 256
+    embed_dim: int = 128
+    hidden_dim: int = 256
+    attention_dim: int = 128
     num_layers: int = 1
     dropout: float | int = 0.3
     vocab_size: int = 5000

@@ -68,14 +68,20 @@ class AdditiveAttention(nn.Module):
         self.state_proj = nn.Linear(hidden_dim, attention_dim)
         self.score = nn.Linear(attention_dim, 1)
 
-    def forward(self, tokens, projected, hidden):
+    def forward(self, tokens, projected, hidden, out=None):
         # tokens (B, N, D); projected = features_proj(tokens), computed once per image: (B, N, A);
         # hidden (B * K, H): K states per image (beams), rows b * K + k. The image tensors are never
         # copied per beam: they broadcast, and the weighted sum is one batched matmul.
+        # out: an optional (B, K, N, A) buffer for the energies, reused at every generation step.
         B, N, A = projected.shape
         query = self.state_proj(hidden).view(B, -1, 1, A)  # (B, K, 1, A)
+        energies = (
+            projected[:, None] + query
+            if out is None
+            else torch.add(projected[:, None], query, out=out)
+        )
         # tanh in place: a second (B, K, N, A) buffer per step costs more than the tanh itself
-        scores = self.score((projected[:, None] + query).tanh_()).squeeze(-1)  # (B, K, N)
+        scores = self.score(energies.tanh_()).squeeze(-1)  # (B, K, N)
         weights = scores.softmax(dim=-1)  # (B, K, N)
         return torch.bmm(weights, tokens).flatten(0, 1)  # (B * K, D)
 
@@ -105,20 +111,31 @@ class CaptionDecoder(nn.Module):
         self.lm_head = nn.Linear(c.hidden_dim, c.vocab_size)
 
     def start(self, memory, num_beams: int = 1):
-        """memory (B, 1 + N, D) -> what every step needs: (pooled, tokens, projected tokens), and the
-        initial state, with `num_beams` rows per image (rows b * K + k) for the state and pooled."""
+        """memory (B, 1 + N, D) -> what every step needs: (pooled, tokens, projected tokens, energy
+        buffer), and the initial state, with `num_beams` rows per image (rows b * K + k) for the state
+        and pooled."""
+        # self.feature_norm(memory), with its affine (gamma, beta) applied only where it is needed:
+        # with cached features `normalized` needs no gradient, so no (B, 1 + N, D) gradient is formed
         norm = self.feature_norm
-        normalized = F.layer_norm(memory, norm.normalized_shape, eps=norm.eps)  # no affine yet
-        memory = torch.addcmul(norm.bias, normalized, norm.weight)  # = self.feature_norm(memory)
-        pooled, tokens = memory[:, 0], memory[:, 1:]  # (B, D), (B, N, D)
-        projected = self.attend.features_proj(tokens) if self.attention else None  # (B, N, A)
-        # The steps attend over the tokens before the norm's affine (see `advance`): with cached
-        # features they need no gradient, so no (B, N, D) gradient is formed at every step
-        tokens = normalized[:, 1:]
+        normalized = F.layer_norm(memory, norm.normalized_shape, eps=norm.eps)  # no affine
+        pooled = torch.addcmul(norm.bias, normalized[:, 0], norm.weight)  # (B, D)
+        # The steps attend over the tokens before the affine (see `advance`)...
+        tokens = normalized[:, 1:]  # (B, N, D)
+        projected = None
+        if self.attention:
+            # ... and the projection takes the affine into its weights: W (gamma x + beta) + b
+            proj = self.attend.features_proj
+            weight, bias = proj.weight * norm.weight, torch.addmv(proj.bias, proj.weight, norm.bias)
+            projected = F.linear(tokens, weight, bias)  # (B, N, A)
+        buffer = None
+        if self.attention and not torch.is_grad_enabled():
+            # generation: one energy buffer for all steps. A new (B, K, N, A) tensor at every step is
+            # slower: the allocator hands such large blocks back to the OS and page-faults them again
+            buffer = projected.new_empty(projected.shape[0], num_beams, *projected.shape[1:])
         h_c = torch.tanh(self.init_state(pooled)).view(-1, 2 * self.num_layers, self.hidden_dim)
         h_c = h_c.repeat_interleave(num_beams, dim=0)  # (B * K, 2 * layers, H)
         state = [(h_c[:, 2 * i], h_c[:, 2 * i + 1]) for i in range(self.num_layers)]
-        return (pooled.repeat_interleave(num_beams, dim=0), tokens, projected), state
+        return (pooled.repeat_interleave(num_beams, dim=0), tokens, projected, buffer), state
 
     def step(self, input_ids, context_inputs, state):
         """input_ids (B,) -> logits (B, vocab_size) for the next word, and the new state."""
@@ -137,12 +154,13 @@ class CaptionDecoder(nn.Module):
 
     def advance(self, embedded, context_inputs, state):
         """One step of the LSTM: embedded word (B, E) -> top layer's output (B, H), new state."""
-        pooled, tokens, projected = context_inputs
+        pooled, tokens, projected, buffer = context_inputs
         top = state[-1][0]  # (B * K, H): K = 1 outside beam search
         if self.attention:
             # sum_i w_i (gamma * x_i + beta) = gamma * sum_i w_i x_i + beta, as the weights sum to 1
             norm = self.feature_norm
-            context = torch.addcmul(norm.bias, self.attend(tokens, projected, top), norm.weight)
+            attended = self.attend(tokens, projected, top, out=buffer)
+            context = torch.addcmul(norm.bias, attended, norm.weight)
             context = context * torch.sigmoid(self.gate(top))  # (B, D)
         else:
             context = pooled  # (B, D)
