@@ -77,7 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument(
         "--pretrained_encoder",
         default="true",
-        help="true (timm Hub weights, needs internet), false (random), or a weights file/folder",
+        help="true (timm Hub weights, needs internet), false (random), or a weights file/folder: "
+        "timm weights, or a caption/rating model (or checkpoint) of this project with this encoder",
     )
     model.add_argument(
         "--freeze_encoder",
@@ -460,7 +461,7 @@ def main(argv=None) -> dict:
     )
     try:
         loaded = load_backbone_weights(model.encoder, args.encoder, pretrained, **encoder_kwargs)
-    except (OSError, RuntimeError) as err:  # offline Hub, missing or mismatched weights file
+    except (OSError, RuntimeError, ValueError) as err:  # offline Hub, missing or wrong weights file
         raise UserError(
             f"could not load pretrained weights for encoder {args.encoder!r} ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}); without internet pass "

@@ -57,7 +57,8 @@ class ModelArguments:
         default="true",
         metadata={
             "help": "true: timm's ImageNet weights from the Hub (needs internet); false: random init; "
-            "or a path to a timm weights file / folder (model.safetensors, pytorch_model.bin)"
+            "or a path to a timm weights file / folder (model.safetensors, pytorch_model.bin), or to "
+            "a rating/caption model (or checkpoint) of this project with this backbone"
         },
     )
     image_size: int = field(default=224, metadata={"help": "square input side in pixels"})
@@ -261,7 +262,7 @@ def build_model(args: ModelArguments, train_mean: float, log) -> ProductRatingMo
         raise ScriptError(str(error)) from None
     try:
         loaded = model.load_pretrained_backbone(pretrained)
-    except (OSError, RuntimeError) as error:
+    except (OSError, RuntimeError, ValueError) as error:  # offline Hub, wrong or missing file
         raise ScriptError(
             f"could not load pretrained weights for {args.backbone!r} ({type(error).__name__}: "
             f"{str(error).splitlines()[0][:200]}); pass --pretrained_backbone false or a local "

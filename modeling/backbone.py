@@ -7,7 +7,10 @@ weights are loaded on purpose, once, by the training scripts (`load_backbone_wei
 - `true`: timm's own weights from the Hugging Face Hub (needs internet),
 - `false`: keep the random initialisation,
 - a path: a timm weights file (`.safetensors`, `.pth`, `.bin`) or a folder holding one (timm's Hub
-  layout, `model.safetensors` or `pytorch_model.bin`), for machines without internet.
+  layout, `model.safetensors` or `pytorch_model.bin`), for machines without internet. It may also be
+  one of this project's own models or training checkpoints with the same backbone: a caption model's
+  encoder or a rating model's backbone is taken from it (e.g. a caption encoder trained end to end,
+  then frozen for decoder-only training from the feature cache).
 """
 
 from __future__ import annotations
@@ -63,9 +66,47 @@ def load_backbone_weights(
     pretrained = parse_pretrained(pretrained) if not isinstance(pretrained, Path) else pretrained
     if pretrained is False:
         return False
+    if pretrained is not True and (inner := _project_model_weights(backbone, pretrained)):
+        backbone.load_state_dict(inner)
+        return True
+    if pretrained is not True:
+        _check_names(backbone, name, pretrained)
     overlay = {} if pretrained is True else {"file": str(pretrained)}
     source = timm.create_model(
         name, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay, **kwargs
     )
     backbone.load_state_dict(source.state_dict())
     return True
+
+
+# where this project's models keep their timm model: ProductCaptionModel, ProductRatingModel
+_PROJECT_PREFIXES = ("encoder.", "backbone.")
+
+
+def _project_model_weights(backbone: torch.nn.Module, path: Path) -> dict | None:
+    """The backbone's weights if `path` is a saved caption or rating model (or a checkpoint of one)
+    whose timm model has exactly `backbone`'s parameter names, else None."""
+    if path.suffix != ".safetensors":
+        return None
+    from safetensors.torch import load_file
+
+    weights = load_file(path)
+    wanted = backbone.state_dict().keys()
+    for prefix in _PROJECT_PREFIXES:
+        inner = {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
+        if inner.keys() == wanted:
+            return inner
+    return None
+
+
+def _check_names(backbone: torch.nn.Module, name: str, path: Path) -> None:
+    """timm loads a local file non-strictly (it only logs unexpected keys) once the classifier is
+    dropped, so a file of another model would silently leave random weights: refuse it instead."""
+    found = set(timm.models.load_state_dict(str(path)))
+    wanted = set(backbone.state_dict())
+    matched = len(wanted & found)
+    if matched < len(wanted) / 2:
+        raise ValueError(
+            f"{path} does not hold {name!r} weights: only {matched} of its {len(wanted)} "
+            "parameter names are in the file"
+        )

@@ -96,6 +96,41 @@ def test_pretrained_path_really_loads_given_weights(tmp_path):
     assert load_backbone_weights(create_backbone("test_resnet"), "test_resnet", "false") is False
 
 
+def test_pretrained_path_can_be_a_trained_model_of_this_project(tmp_path):
+    """A caption model's encoder (or a rating model's backbone) seeds another model's backbone."""
+    from safetensors.torch import save_file
+
+    from modeling import (
+        ProductCaptionConfig,
+        ProductCaptionModel,
+        ProductRatingConfig,
+        ProductRatingModel,
+    )
+
+    caption = ProductCaptionModel(
+        ProductCaptionConfig(encoder_name="test_resnet", image_size=32, vocab_size=10)
+    )
+    torch.nn.init.constant_(caption.encoder.conv1[0].weight, 0.25)
+    caption.save_pretrained(tmp_path / "caption")
+    rating = ProductRatingModel(ProductRatingConfig(backbone="test_resnet", image_size=32))
+    torch.nn.init.constant_(rating.backbone.conv1[0].weight, -0.5)
+    rating.save_pretrained(tmp_path / "rating")
+
+    for folder, source in (("caption", caption.encoder), ("rating", rating.backbone)):
+        backbone = create_backbone("test_resnet")
+        assert load_backbone_weights(backbone, "test_resnet", str(tmp_path / folder)) is True
+        for a, b in zip(backbone.state_dict().values(), source.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+    # weights of another model are refused, not loaded as "adapted" random weights
+    with pytest.raises(ValueError, match="does not hold 'resnet10t' weights"):
+        load_backbone_weights(create_backbone("resnet10t"), "resnet10t", str(tmp_path / "caption"))
+    save_file(create_backbone("test_vit").state_dict(), tmp_path / "vit.safetensors")
+    with pytest.raises(ValueError, match="does not hold 'test_resnet' weights"):
+        load_backbone_weights(
+            create_backbone("test_resnet"), "test_resnet", tmp_path / "vit.safetensors"
+        )
+
+
 def test_parse_pretrained_errors(tmp_path):
     assert parse_pretrained("TRUE") is True and parse_pretrained("false") is False
     with pytest.raises(FileNotFoundError, match="not found"):
