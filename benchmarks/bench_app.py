@@ -3,8 +3,8 @@
 Uses the models `make demo` trained (outputs/demo/rating_model, outputs/demo/caption_model) when they
 exist; otherwise random-weight models with the training scripts' default architectures (a ResNet-50
 rating model and a ViT-S/16 + attention-LSTM caption model, 224 px; the result says which). Weights do
-not change the work a forward pass does, and a random caption decoder runs to `max_length` where a
-trained one stops at EOS, so random captions are the slow case. `--quick` uses timm's tiny test models.
+not change the work a forward pass does; the random caption decoder is told never to say EOS, so it
+runs to `max_length` where a trained one stops early: the slow case. `--quick` uses timm's tiny test models.
 Latency is measured with torch's default CPU threads (one per core) and with one thread: on a CPU
 that other jobs share, several threads per request can be many times slower (they wait on each other).
 Each kind of model is saved and loaded back through `from_pretrained(..., trust_remote_code=True)`,
@@ -59,6 +59,8 @@ def build_models(folder: Path, quick: bool) -> None:
     if quick:
         config |= dict(encoder_name="test_vit", embed_dim=16, hidden_dim=32, attention_dim=16)
     caption = ProductCaptionModel(ProductCaptionConfig(**config))  # default: vit_small_patch16_224
+    with torch.no_grad():  # the slow case: never stop early (random weights may pick EOS at once)
+        caption.decoder.lm_head.bias[caption.config.eos_token_id] = -1e4
     caption.save_pretrained(folder / "caption")
     processor = ProductImageProcessor.from_timm(caption.encoder, size)
     ProductCaptionProcessor(processor, tokenizer).save_pretrained(folder / "caption")

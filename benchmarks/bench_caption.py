@@ -138,20 +138,30 @@ def bench_generation(n: int, num_beams: int, repeats: int, decoder: dict) -> dic
 
 
 def run(quick: bool = False) -> dict:
-    torch.set_num_threads(1)  # comparable on a shared machine; both sides get the same single core
+    """Every figure with one thread (steady on a shared machine), then, unless `quick`, with all
+    cores (torch's default): batching and big matmuls use extra cores, a per-image loop barely can."""
     n_images = 32 if quick else 96
     images, _ = _images(n_images)
     repeats = 1 if quick else 2
-    out = {"device": "cpu", "torch_threads": torch.get_num_threads()}
-    for name, decoder in DECODERS.items():
-        sizes = {
-            k: getattr(_config(decoder), k) for k in ("embed_dim", "hidden_dim", "attention_dim")
-        }
-        out[f"{name}_decoder"] = {
-            **sizes,
-            "feature_cache": bench_feature_cache(images, 64, repeats, decoder),
-            "generation": bench_generation(32 if quick else 64, 3, repeats, decoder),
-        }
+    out = {
+        "name": "caption: feature cache and batched generation (vit_small_patch16_224, 224 px)",
+        "device": "cpu",
+    }
+    all_cores = torch.get_num_threads()
+    for threads in [1] if quick or all_cores == 1 else [1, all_cores]:
+        torch.set_num_threads(threads)
+        for name, decoder in DECODERS.items():
+            sizes = {
+                k: getattr(_config(decoder), k)
+                for k in ("embed_dim", "hidden_dim", "attention_dim")
+            }
+            out[f"{name}_decoder_{threads}_threads"] = {
+                **sizes,
+                "torch_threads": threads,
+                "feature_cache": bench_feature_cache(images, 64, repeats, decoder),
+                "generation": bench_generation(32 if quick else 64, 3, repeats, decoder),
+            }
+    torch.set_num_threads(all_cores)
     return out
 
 

@@ -29,7 +29,7 @@ def discover() -> list[str]:
 
 def format_value(value) -> str:
     if isinstance(value, float):
-        return f"{value:,.2f}"
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:,.1f}"
     return str(value)
 
 
@@ -39,10 +39,18 @@ def print_table(results: list[dict]) -> None:
         if "skipped" in result:
             print(f"   skipped: {result['skipped']}")
             continue
-        for key, value in result.items():
-            if key in ("name", "module", "machine") or isinstance(value, dict | list):
-                continue
-            print(f"   {key:<40} {format_value(value)}")
+        for key, value in flatten(result):
+            if key.split(".")[0] not in ("name", "module", "machine"):
+                print(f"   {key:<60} {format_value(value)}")
+
+
+def flatten(result: dict, prefix: str = ""):
+    """(dotted key, value) for every leaf of nested dicts; lists are left to the JSON."""
+    for key, value in result.items():
+        if isinstance(value, dict):
+            yield from flatten(value, f"{prefix}{key}.")
+        elif not isinstance(value, list):
+            yield f"{prefix}{key}", value
 
 
 def main(argv=None) -> int:
