@@ -312,24 +312,33 @@ class ProductCaptionModel(PreTrainedModel):
         return sequences
 
     def _greedy(self, memory, num_beams, length_penalty, max_new_tokens):
-        c = self.config
+        """Batched greedy search. Finished rows leave the batch once they are a quarter of it, so
+        short captions stop costing steps (not at every EOS: each drop copies the image tensors)."""
+        c, B, device = self.config, memory.shape[0], memory.device
         context_inputs, state = self.decoder.start(memory)
-        tokens = torch.full((memory.shape[0],), c.bos_token_id, device=memory.device)  # (B,)
-        done = torch.zeros_like(tokens, dtype=torch.bool)
-        log_prob = torch.zeros(tokens.shape, device=memory.device)
-        lengths = torch.zeros_like(log_prob)
-        sequences = [tokens]
-        for _ in range(max_new_tokens):
+        sequences = torch.full((B, 1 + max_new_tokens), c.pad_token_id, device=device)
+        sequences[:, 0] = c.bos_token_id
+        log_prob = torch.zeros(B, device=device)
+        lengths = torch.zeros(B, device=device)
+        rows = torch.arange(B, device=device)  # the image of each row still in the batch
+        tokens, done = sequences[:, 0], torch.zeros(B, dtype=torch.bool, device=device)
+        t = 0
+        for t in range(1, max_new_tokens + 1):
             logits, state = self.decoder.step(tokens, context_inputs, state)
-            log_probs = logits.float().log_softmax(dim=-1)  # (B, V)
+            log_probs = logits.float().log_softmax(dim=-1)  # (rows, V)
             tokens = log_probs.argmax(dim=-1).masked_fill(done, c.pad_token_id)
-            log_prob += log_probs.gather(1, tokens[:, None])[:, 0].masked_fill(done, 0.0)
-            lengths += (~done).float()
-            done |= tokens == c.eos_token_id
-            sequences.append(tokens)
+            sequences[rows, t] = tokens
+            log_prob[rows] += log_probs.gather(1, tokens[:, None])[:, 0].masked_fill(done, 0.0)
+            lengths[rows] += (~done).float()
+            done = done | (tokens == c.eos_token_id)
             if done.all():
                 break
-        return torch.stack(sequences, dim=1), log_prob / lengths.clamp(min=1) ** length_penalty
+            if 4 * done.sum() >= len(done):
+                keep = ~done
+                rows, tokens, done = rows[keep], tokens[keep], done[keep]
+                state = [(h[keep], cell[keep]) for h, cell in state]
+                context_inputs = tuple(x if x is None else x[keep] for x in context_inputs)
+        return sequences[:, : t + 1], log_prob / lengths.clamp(min=1) ** length_penalty
 
     def _beam_search(self, memory, num_beams, length_penalty, max_new_tokens):
         """Beam search over all B * K beams at once. A finished beam stays in the beam, extended only by

@@ -141,6 +141,30 @@ def test_greedy_equals_beam_search_with_one_beam(tokenizer, processor, images, a
         assert torch.equal(single[:, : batched.shape[1]], batched[:, : single.shape[1]])
 
 
+def test_batched_greedy_drops_finished_rows_yet_equals_one_image_at_a_time(tokenizer):
+    """Captions of many lengths: rows leave the batch as they finish, and nothing changes."""
+    torch.manual_seed(0)
+    model = ProductCaptionModel(tiny_config(tokenizer)).eval()
+    memory = torch.randn(16, 5, model.feature_dim)
+    with torch.no_grad():  # weights large enough for each image to get its own caption length
+        for param in model.decoder.parameters():
+            param.normal_(0.0, 0.5)
+        model.decoder.lm_head.bias.zero_()
+    batched = model.generate(encoder_hidden_states=memory, return_dict_in_generate=True)
+    eos = batched.sequences == model.config.eos_token_id
+    stopped = eos.any(dim=1)
+    assert 8 <= stopped.sum() < 16  # most rows stop early, some run to max_length...
+    assert len(set(eos.float().argmax(dim=1)[stopped].tolist())) >= 4  # ... at different steps
+    for i in range(16):
+        single = model.generate(
+            encoder_hidden_states=memory[i : i + 1], return_dict_in_generate=True
+        )
+        n = single.sequences.shape[1]
+        assert torch.equal(batched.sequences[i, :n], single.sequences[0])
+        assert (batched.sequences[i, n:] == model.config.pad_token_id).all()
+        assert torch.allclose(batched.sequences_scores[i], single.sequences_scores[0])
+
+
 def teacher_forced_log_prob(model, memory, sequence, eos_id):
     """Sum of log p(token) over a generated sequence, up to and including its EOS."""
     tokens = sequence.tolist()
