@@ -3,7 +3,9 @@
 The dataset stores every image re-encoded with its longest side capped at 384 px, because the data
 loader decodes every image every epoch. This measures what that buys: the same products as
 original-size JPEGs (1500 px, a typical Amazon `hi_res` photo) against the stored ones, through the
-same training transform at 224 px, on one thread (per core).
+same training transform at 224 px, on one thread (per core). A third figure: the stored images with
+the transform stopping at uint8, as `train_rating.py` runs it by default (the scaling and normalising
+then happen on the training device).
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ def run(quick: bool = False) -> dict:
     n, seconds = (8, 1.0) if quick else (32, 4.0)
     originals = _images(n, 1500)
     stored = [encode_image(Image.open(io.BytesIO(b)), max_side=384) for b in originals]
-    transform = ProductImageProcessor(image_size=224).train_transform()
+    processor = ProductImageProcessor(image_size=224)
+    transform = processor.train_transform()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # per core
     try:
         original_rate = _rate(originals, transform, seconds)
         stored_rate = _rate(stored, transform, seconds)
+        uint8_rate = _rate(stored, processor.train_transform(normalize=False), seconds)
     finally:
         torch.set_num_threads(threads)
     return {
@@ -66,6 +70,8 @@ def run(quick: bool = False) -> dict:
         "original_images_per_s": round(original_rate, 1),
         "stored_images_per_s": round(stored_rate, 1),
         "speedup": round(stored_rate / original_rate, 2),
+        "stored_uint8_out_images_per_s": round(uint8_rate, 1),
+        "uint8_out_speedup": round(uint8_rate / stored_rate, 2),
     }
 
 

@@ -3,11 +3,13 @@
 Measured the way timm and NVIDIA report ResNet-50 training: fp16 autocast, `channels_last`, batch 256,
 images/s over timed steps after warm-up. "End to end" reads a stored dataset (`save_to_disk`, JPEG,
 max side 384) through the project's real data pipeline: `datasets` + `ProductImageProcessor`'s train
-transform in `DataLoader` workers with pinned memory. "Model only" feeds tensors already on the GPU, the
-ceiling the pipeline is compared with. Both run with and without `torch.compile`.
+transform in `DataLoader` workers with pinned memory, handing over uint8 images that are normalised
+on the GPU (`train_rating.py`'s default), next to the same pipeline normalising in the workers.
+"Model only" feeds tensors already on the GPU, the ceiling the pipeline is compared with. All run
+with and without `torch.compile`.
 
-On a machine without CUDA `run()` returns None (skipped). The functions take a device, so the test
-suite runs the same code on the CPU with tiny models (`tests/test_benchmarks.py`).
+On a machine without CUDA `run()` returns None (skipped). `measure()` takes a device, so the test
+suite runs the very code `run()` runs on the CPU with tiny models (`tests/test_benchmarks.py`).
 
     python benchmarks/run.py --only bench_gpu
 """
@@ -82,7 +84,8 @@ def rating_training(
     fp16: bool = True,
     compile_model: bool = False,
 ) -> dict:
-    """Images/s of rating training: model only (tensors on the device) and end to end (stored dataset)."""
+    """Images/s of rating training: model only (tensors on the device) and end to end (stored
+    dataset), with uint8 batches normalised on the device and with float batches from the workers."""
     model, optimizer = _rating_model(backbone, image_size, device, compile_model)
     scaler = torch.amp.GradScaler(device.type, enabled=fp16 and device.type == "cuda")
     step = _rating_step(model, optimizer, scaler, device, fp16)
@@ -102,54 +105,54 @@ def rating_training(
     model_only = steps * batch_size / (time.perf_counter() - start)
 
     # end to end: the stored dataset through the training pipeline
-    train = datasets.load_from_disk(dataset_dir)["train"].select_columns(["image", "rating"])
     processor = ProductImageProcessor(image_size=image_size)
-    transform = processor.train_transform()
-    train.set_transform(
-        lambda batch: {
-            "pixel_values": [transform(image) for image in batch["image"]],
-            "labels": batch["rating"],
-        }
-    )
 
-    def collate(rows):
-        return torch.stack([r["pixel_values"] for r in rows]), torch.tensor(
-            [r["labels"] for r in rows]
+    def end_to_end(normalize_on_device: bool) -> float:
+        train = datasets.load_from_disk(dataset_dir)["train"].select_columns(["image", "rating"])
+        transform = processor.train_transform(normalize=not normalize_on_device)
+        train.set_transform(
+            lambda batch: {
+                "pixel_values": [transform(image) for image in batch["image"]],
+                "labels": batch["rating"],
+            }
         )
 
-    loader = DataLoader(
-        train,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=num_workers > 0,
-        prefetch_factor=4 if num_workers > 0 else None,
-        collate_fn=collate,
-    )
+        def collate(rows):
+            return torch.stack([r["pixel_values"] for r in rows]), torch.tensor(
+                [r["labels"] for r in rows]
+            )
 
-    def batches():
-        while True:
-            yield from loader
+        loader = DataLoader(
+            train,
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0,
+            prefetch_factor=4 if num_workers > 0 else None,
+            collate_fn=collate,
+        )
 
-    stream = batches()
-    for _ in range(warmup):
-        x, y = next(stream)
-        step(
-            x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last),
-            y.to(device),
-        )
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        x, y = next(stream)
-        step(
-            x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last),
-            y.to(device),
-        )
-    _sync(device)
-    end_to_end = steps * batch_size / (time.perf_counter() - start)
+        def batches():
+            while True:
+                for x, y in loader:
+                    x = x.to(device, non_blocking=True)
+                    if normalize_on_device:  # what train_rating.RatingTrainer does
+                        x = processor.normalize(x)
+                    yield x.contiguous(memory_format=torch.channels_last), y.to(device)
+
+        stream = batches()
+        for _ in range(warmup):
+            step(*next(stream))
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(*next(stream))
+        _sync(device)
+        return steps * batch_size / (time.perf_counter() - start)
+
+    uint8_rate, float_rate = end_to_end(True), end_to_end(False)
     return {
         "name": f"rating training, {backbone}, {'fp16' if fp16 else 'fp32'}, channels_last"
         + (", torch.compile" if compile_model else ""),
@@ -157,8 +160,9 @@ def rating_training(
         "image_size": image_size,
         "num_workers": num_workers,
         "model_only_images_per_s": round(model_only, 1),
-        "end_to_end_images_per_s": round(end_to_end, 1),
-        "end_to_end_fraction_of_model_only": round(end_to_end / model_only, 3),
+        "end_to_end_images_per_s": round(uint8_rate, 1),
+        "end_to_end_fraction_of_model_only": round(uint8_rate / model_only, 3),
+        "end_to_end_normalised_in_workers_images_per_s": round(float_rate, 1),
     }
 
 
@@ -234,26 +238,37 @@ def caption_decoder(
 def run(quick: bool = False) -> list[dict] | None:
     if not torch.cuda.is_available():
         return None
-    device = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
-    workers = min(16, len(os.sched_getaffinity(0)))
-    steps = 10 if quick else 50
+    return measure(torch.device("cuda"), quick=quick)
+
+
+def measure(device: torch.device, quick: bool = False, tiny: bool = False) -> list[dict]:
+    """Every figure on `device`; `tiny`: timm's test models and a few steps (the CPU test)."""
+    workers = 0 if tiny else min(16, len(os.sched_getaffinity(0)))
+    steps = 2 if tiny else 10 if quick else 50
+    fp16 = device.type == "cuda"
+    rating = dict(backbone="test_resnet", image_size=32, batch_size=2, warmup=1) if tiny else {}
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         # Stored at the dataset contract's 384 px cap; ~3k training images, reshuffled every epoch.
-        synthetic.build(f"{tmp}/data", num_products=600 if quick else 4096, image_size=384)
-        for compile_model in (False, True):
+        num_products = 20 if tiny else 600 if quick else 4096
+        synthetic.build(f"{tmp}/data", num_products=num_products, image_size=384)
+        for compile_model in (False,) if tiny else (False, True):
             results.append(
                 rating_training(
                     f"{tmp}/data",
                     device=device,
                     steps=steps,
                     num_workers=workers,
+                    fp16=fp16,
                     compile_model=compile_model,
+                    **rating,
                 )
             )
-    results.append(vit_features(device=device, steps=steps))
-    results.append(caption_decoder(device=device, steps=steps))
+    encoder = dict(encoder="test_vit", batch_size=2) if tiny else {}
+    results.append(vit_features(device=device, steps=steps, fp16=fp16, **encoder))
+    decoder = dict(encoder="test_vit", batch_size=2, seq_len=4) if tiny else {}
+    results.append(caption_decoder(device=device, steps=steps, fp16=fp16, **decoder))
     info = machine()
     for result in results:
         result["machine"] = info

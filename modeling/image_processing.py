@@ -92,22 +92,30 @@ class ProductImageProcessor(BaseImageProcessor):
             to_rgb(image), (side, side), method=_RESAMPLE[self.interpolation], color=(255, 255, 255)
         )
 
-    def _to_tensor(self) -> v2.Compose:
-        return v2.Compose(
-            [
-                v2.PILToTensor(),
+    def _to_tensor(self, normalize: bool = True) -> v2.Compose:
+        steps = [v2.PILToTensor()]  # uint8 (3, S, S)
+        if normalize:
+            steps += [
                 v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(mean=self.image_mean, std=self.image_std),
+                v2.Normalize(self.image_mean, self.image_std),
             ]
-        )
+        return v2.Compose(steps)
 
-    def eval_transform(self):
-        """PIL image -> (3, image_size, image_size) float tensor, as the model sees it at inference."""
-        to_tensor = self._to_tensor()
+    def normalize(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """uint8 (..., 3, S, S) from a `normalize=False` transform -> float, scaled and normalised
+        exactly as the default transforms do, on whatever device the tensor is."""
+        scaled = v2.functional.to_dtype(pixel_values, torch.float32, scale=True)
+        return v2.functional.normalize(scaled, self.image_mean, self.image_std)
+
+    def eval_transform(self, normalize: bool = True):
+        """PIL image -> (3, image_size, image_size) float tensor, as the model sees it at inference.
+        `normalize=False`: uint8 instead, for `normalize()` to finish on the GPU."""
+        to_tensor = self._to_tensor(normalize)
         return lambda image: to_tensor(self.letterbox(image))
 
-    def train_transform(self):
-        """`eval_transform` plus a mild random crop and a horizontal flip."""
+    def train_transform(self, normalize: bool = True):
+        """`eval_transform` plus a mild random crop and a horizontal flip. `normalize=False` stops at
+        uint8, a quarter of the bytes to copy to a GPU; `normalize()` then finishes on the device."""
         augment = v2.Compose(
             [
                 v2.RandomResizedCrop(
@@ -119,7 +127,7 @@ class ProductImageProcessor(BaseImageProcessor):
                 v2.RandomHorizontalFlip(),
             ]
         )
-        to_tensor = self._to_tensor()
+        to_tensor = self._to_tensor(normalize)
         return lambda image: to_tensor(augment(self.letterbox(image)))
 
     def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:

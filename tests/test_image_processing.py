@@ -32,6 +32,23 @@ def test_train_and_eval_transforms_agree_without_augmentation():
     )
 
 
+def test_uint8_transforms_then_normalize_equal_the_float_transforms():
+    """The GPU path (uint8 from the loader, normalised on the device) sees what the CPU path sees."""
+    processor = ProductImageProcessor(
+        image_size=48, image_mean=(0.4, 0.5, 0.6), image_std=(0.2, 0.3, 0.25)
+    )
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8))
+    for name in ("train_transform", "eval_transform"):
+        torch.manual_seed(1)  # the same random crop and flip for both
+        as_float = getattr(processor, name)()(image)
+        torch.manual_seed(1)
+        as_uint8 = getattr(processor, name)(normalize=False)(image)
+        assert as_uint8.dtype == torch.uint8 and as_uint8.shape == (3, 48, 48)
+        batch = processor.normalize(torch.stack([as_uint8, as_uint8]))  # batched, as on the GPU
+        assert batch.dtype == torch.float32
+        assert torch.allclose(batch[0], as_float, atol=1e-6) and torch.equal(batch[0], batch[1])
+
+
 @pytest.mark.parametrize(
     "mode, make",
     [

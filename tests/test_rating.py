@@ -287,6 +287,18 @@ def test_evaluate_models_reproduces_the_training_scores(trained, tiny_synthetic,
         assert evaluated[key] == pytest.approx(results[key], abs=1e-5), key
 
 
+def test_normalizing_on_the_device_trains_like_normalizing_in_the_workers(
+    trained, tiny_synthetic, tmp_path
+):
+    """uint8 batches normalised by RatingTrainer (the default) = float batches from the workers."""
+    _, on_device = trained
+    in_workers = train(
+        tiny_synthetic, tmp_path, "--num_train_epochs", "2", "--normalize_on_device", "false"
+    )
+    for key in ("mae", "rmse", "r2"):
+        assert in_workers[key] == pytest.approx(on_device[key], abs=1e-4), key
+
+
 def test_resume_from_checkpoint(tiny_synthetic, tmp_path):
     train(tiny_synthetic, tmp_path, "--num_train_epochs", "1")
     first = sorted(p.name for p in tmp_path.glob("checkpoint-*"))
