@@ -109,6 +109,8 @@ def bench_generation(n: int, num_beams: int, repeats: int, decoder: dict) -> dic
     torch.manual_seed(0)
     config = _config(decoder)
     model = ProductCaptionModel(config).eval()
+    with torch.no_grad():  # every caption runs to max_length, whatever the random weights say
+        model.decoder.lm_head.bias[config.eos_token_id] = -1e4
     memory = torch.randn(n, 1 + 196, model.feature_dim)  # ViT-Small tokens at 224 px (+ pooled)
     out = {}
     for name, beams in (("greedy", 1), (f"beam{num_beams}", num_beams)):
