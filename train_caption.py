@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import datasets
@@ -551,7 +552,7 @@ def main(argv=None) -> dict:
             break
         model.train()
         train_loader.set_epoch(epoch)
-        running, seen = 0.0, 0
+        running, seen, started = 0.0, 0, time.perf_counter()
         bar = tqdm(
             train_loader,
             desc=f"epoch {epoch}",
@@ -591,6 +592,7 @@ def main(argv=None) -> dict:
                 "val_loss": val_loss,
                 "val_bleu": val_bleu,
                 "lr": scheduler.get_last_lr()[0],
+                "seconds": round(time.perf_counter() - started, 1),  # training + validation
             }
         )
         if val_bleu > state["best_bleu"]:

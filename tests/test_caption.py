@@ -295,6 +295,9 @@ def test_training_writes_model_results_and_plots(trained):
     for key in ("bleu", "word_overlap", "jaccard", "length_similarity", "baseline_bleu"):
         assert isinstance(saved[key], float)
     assert saved["num_samples"] > 0 and saved["split"] == "test" and saved["num_beams"] == 2
+    history = json.loads((out / "training_history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert all(h["seconds"] > 0 and 0 <= h["val_bleu"] <= 100 for h in history)
 
 
 def test_second_run_reuses_the_feature_cache(trained, tiny_synthetic, tmp_path, monkeypatch):
