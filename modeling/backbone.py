@@ -60,18 +60,21 @@ def load_backbone_weights(
 ) -> bool:
     """Load pretrained weights into `backbone` in place; returns whether any were loaded.
 
-    timm does the loading (`pretrained_cfg_overlay=dict(file=...)` for local files), so its checks and
-    its removal of the classifier apply exactly as for a Hub download.
+    timm does the loading (a local file is read once, with timm's own reader, and passed on as
+    `pretrained_cfg_overlay=dict(state_dict=...)`), so its checks and its removal of the classifier
+    apply exactly as for a Hub download.
     """
     pretrained = parse_pretrained(pretrained) if not isinstance(pretrained, Path) else pretrained
     if pretrained is False:
         return False
-    if pretrained is not True and (inner := _project_model_weights(backbone, pretrained)):
-        backbone.load_state_dict(inner)
-        return True
+    overlay = {}
     if pretrained is not True:
-        _check_names(backbone, name, pretrained)
-    overlay = {} if pretrained is True else {"file": str(pretrained)}
+        weights = timm.models.load_state_dict(str(pretrained))
+        if inner := _project_model_weights(backbone, weights):
+            backbone.load_state_dict(inner)
+            return True
+        _check_names(backbone, name, pretrained, weights)
+        overlay = {"state_dict": weights}
     source = timm.create_model(
         name, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay, **kwargs
     )
@@ -83,14 +86,9 @@ def load_backbone_weights(
 _PROJECT_PREFIXES = ("encoder.", "backbone.")
 
 
-def _project_model_weights(backbone: torch.nn.Module, path: Path) -> dict | None:
-    """The backbone's weights if `path` is a saved caption or rating model (or a checkpoint of one)
-    whose timm model has exactly `backbone`'s parameter names, else None."""
-    if path.suffix != ".safetensors":
-        return None
-    from safetensors.torch import load_file
-
-    weights = load_file(path)
+def _project_model_weights(backbone: torch.nn.Module, weights: dict) -> dict | None:
+    """The backbone's weights if `weights` are a saved caption or rating model (or a checkpoint of
+    one) whose timm model has exactly `backbone`'s parameter names, else None."""
     wanted = backbone.state_dict().keys()
     for prefix in _PROJECT_PREFIXES:
         inner = {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
@@ -99,12 +97,11 @@ def _project_model_weights(backbone: torch.nn.Module, path: Path) -> dict | None
     return None
 
 
-def _check_names(backbone: torch.nn.Module, name: str, path: Path) -> None:
-    """timm loads a local file non-strictly (it only logs unexpected keys) once the classifier is
+def _check_names(backbone: torch.nn.Module, name: str, path: Path, weights: dict) -> None:
+    """timm loads weights non-strictly (it only logs unexpected keys) once the classifier is
     dropped, so a file of another model would silently leave random weights: refuse it instead."""
-    found = set(timm.models.load_state_dict(str(path)))
     wanted = set(backbone.state_dict())
-    matched = len(wanted & found)
+    matched = len(wanted & set(weights))
     if matched < len(wanted) / 2:
         raise ValueError(
             f"{path} does not hold {name!r} weights: only {matched} of its {len(wanted)} "
