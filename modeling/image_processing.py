@@ -92,18 +92,16 @@ class ProductImageProcessor(BaseImageProcessor):
             to_rgb(image), (side, side), method=_RESAMPLE[self.interpolation], color=(255, 255, 255)
         )
 
-    def _to_tensor(self, normalize: bool = True) -> v2.Compose:
-        steps = [v2.PILToTensor()]  # uint8 (3, S, S)
+    def _to_tensor(self, normalize: bool = True):
+        """PIL image -> uint8 (3, S, S), then `normalize()` unless told not to."""
         if normalize:
-            steps += [
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(self.image_mean, self.image_std),
-            ]
-        return v2.Compose(steps)
+            return lambda image: self.normalize(v2.functional.pil_to_tensor(image))
+        return v2.functional.pil_to_tensor
 
     def normalize(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """uint8 (..., 3, S, S) from a `normalize=False` transform -> float, scaled and normalised
-        exactly as the default transforms do, on whatever device the tensor is."""
+        """uint8 (..., 3, S, S) -> float, scaled to [0, 1] and normalised with the backbone's mean and
+        std, on whatever device the tensor is. The default transforms end with it; with
+        `normalize=False` they stop before it, for the caller to finish on the GPU."""
         scaled = v2.functional.to_dtype(pixel_values, torch.float32, scale=True)
         return v2.functional.normalize(scaled, self.image_mean, self.image_std)
 
