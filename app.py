@@ -210,15 +210,22 @@ def _read_member(archive: Path, info: zipfile.ZipInfo, name: str) -> io.BytesIO:
 # Models: loaded once with `from_pretrained` (local folder or Hub id), always in eval mode.
 
 
-class RatingModel:
-    """A `product_rating` model and its image processor. Call it on RGB images to get ratings in [1, 5]."""
+class _ServedModel:
+    """A model (folder or Hub id) and its processor, loaded once, the model in eval mode."""
 
-    task = "rating"
+    task: str
+    processor_class: type
 
     def __init__(self, source: str):
         self.source = str(source)
         self.model = _load(AutoModel, self.source, self.task).eval().to(DEVICE)
-        self.processor = _load(AutoImageProcessor, self.source, self.task)
+        self.processor = _load(self.processor_class, self.source, self.task)
+
+
+class RatingModel(_ServedModel):
+    """A `product_rating` model and its image processor. Call it on RGB images to get ratings in [1, 5]."""
+
+    task, processor_class = "rating", AutoImageProcessor
 
     @torch.inference_mode()
     def __call__(self, images: list[Image.Image]) -> list[float]:
@@ -226,16 +233,11 @@ class RatingModel:
         return self.model(pixel_values=pixel_values).predictions.tolist()  # (B,)
 
 
-class CaptionModel:
+class CaptionModel(_ServedModel):
     """A `product_caption` model and its processor (image processor + tokenizer). Call it on RGB images
     to get product titles; `num_beams=1` is greedy decoding."""
 
-    task = "caption"
-
-    def __init__(self, source: str):
-        self.source = str(source)
-        self.model = _load(AutoModel, self.source, self.task).eval().to(DEVICE)
-        self.processor = _load(AutoProcessor, self.source, self.task)
+    task, processor_class = "caption", AutoProcessor
 
     @torch.inference_mode()
     def __call__(self, images: list[Image.Image], num_beams: int = 3) -> list[str]:
