@@ -28,3 +28,20 @@ def tiny_synthetic(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "synthetic"
     synthetic.build(path, num_products=60, seed=0, image_size=64)
     return path
+
+
+def tiny_caption_config(tokenizer, **overrides):
+    """A caption model config small enough for any test: timm's test_vit at 32 px, a 32-wide LSTM."""
+    from modeling import ProductCaptionConfig
+
+    kwargs = dict(
+        encoder_name="test_vit",
+        image_size=32,
+        embed_dim=16,
+        hidden_dim=32,
+        attention_dim=16,
+        vocab_size=len(tokenizer),
+        max_length=12,
+        dropout=0.0,
+    )
+    return ProductCaptionConfig(**(kwargs | overrides))

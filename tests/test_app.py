@@ -30,7 +30,6 @@ from PIL import Image, ImageFile
 
 import app
 from modeling import (
-    ProductCaptionConfig,
     ProductCaptionModel,
     ProductCaptionProcessor,
     ProductImageProcessor,
@@ -39,7 +38,8 @@ from modeling import (
     build_caption_tokenizer,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from .conftest import REPO_ROOT, tiny_caption_config
+
 CAPTIONS = [
     "red striped t-shirt with a pocket",
     "blue plain dress with buttons",
@@ -67,18 +67,7 @@ def save_tiny_models(root: Path) -> dict[str, Path]:
     ProductImageProcessor.from_timm(rating.backbone, 32).save_pretrained(root / "rating")
 
     tokenizer = build_caption_tokenizer(CAPTIONS, min_frequency=1, max_length=12)
-    caption = ProductCaptionModel(
-        ProductCaptionConfig(
-            encoder_name="test_vit",
-            image_size=32,
-            embed_dim=16,
-            hidden_dim=32,
-            attention_dim=16,
-            vocab_size=len(tokenizer),
-            max_length=12,
-            initializer_range=1.0,
-        )
-    )
+    caption = ProductCaptionModel(tiny_caption_config(tokenizer, initializer_range=1.0))
     caption.save_pretrained(root / "caption")
     processor = ProductCaptionProcessor(
         ProductImageProcessor.from_timm(caption.encoder, 32), tokenizer

@@ -20,6 +20,8 @@ from modeling import (
 )
 from modeling.modeling_caption import create_encoder
 
+from .conftest import tiny_caption_config
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CAPTIONS = [
@@ -30,20 +32,6 @@ CAPTIONS = [
 ]
 
 
-def tiny_config(tokenizer, **overrides) -> ProductCaptionConfig:
-    kwargs = dict(
-        encoder_name="test_vit",
-        image_size=32,
-        embed_dim=16,
-        hidden_dim=32,
-        attention_dim=16,
-        vocab_size=len(tokenizer),
-        max_length=12,
-        dropout=0.0,
-    )
-    return ProductCaptionConfig(**(kwargs | overrides))
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return build_caption_tokenizer(CAPTIONS, min_frequency=1, max_length=12)
@@ -52,7 +40,7 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def model(tokenizer):
     torch.manual_seed(0)
-    return ProductCaptionModel(tiny_config(tokenizer)).eval()
+    return ProductCaptionModel(tiny_caption_config(tokenizer)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +76,7 @@ def test_frozen_encoder_gets_no_gradients_and_every_decoder_parameter_does(
     tokenizer, processor, images
 ):
     torch.manual_seed(0)
-    model = ProductCaptionModel(tiny_config(tokenizer, dropout=0.1)).train()
+    model = ProductCaptionModel(tiny_caption_config(tokenizer, dropout=0.1)).train()
     assert not model.encoder.training and model.decoder.training  # frozen encoder stays in eval
     batch = processor(images=images, text=CAPTIONS)
     model(**batch).loss.backward()
@@ -98,7 +86,7 @@ def test_frozen_encoder_gets_no_gradients_and_every_decoder_parameter_does(
 
 
 def test_unfrozen_encoder_trains(tokenizer, processor, images):
-    model = ProductCaptionModel(tiny_config(tokenizer, freeze_encoder=False)).train()
+    model = ProductCaptionModel(tiny_caption_config(tokenizer, freeze_encoder=False)).train()
     assert model.encoder.training
     model(**processor(images=images, text=CAPTIONS)).loss.backward()
     assert all(p.grad is not None for p in model.encoder.parameters() if p.requires_grad)
@@ -109,7 +97,7 @@ def test_init_leaves_the_encoder_alone(tokenizer):
     encoder = create_encoder("test_vit", 32)
     torch.manual_seed(1)
     model = ProductCaptionModel(
-        tiny_config(tokenizer)
+        tiny_caption_config(tokenizer)
     )  # the encoder is built first, then post_init
     for key, value in encoder.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[key], value), key
@@ -127,7 +115,7 @@ def test_loss_ignores_padding(model, processor):
 @pytest.mark.parametrize("attention", [True, False])
 def test_greedy_equals_beam_search_with_one_beam(tokenizer, processor, images, attention):
     torch.manual_seed(0)
-    model = ProductCaptionModel(tiny_config(tokenizer, attention=attention)).eval()
+    model = ProductCaptionModel(tiny_caption_config(tokenizer, attention=attention)).eval()
     pixel_values = processor(images=images)["pixel_values"]
     greedy = model.generate(pixel_values, return_dict_in_generate=True)
     one_beam = model._beam_search(model.encode(pixel_values), 1, 1.0, 11)
@@ -144,7 +132,7 @@ def test_greedy_equals_beam_search_with_one_beam(tokenizer, processor, images, a
 def test_batched_greedy_drops_finished_rows_yet_equals_one_image_at_a_time(tokenizer):
     """Captions of many lengths: rows leave the batch as they finish, and nothing changes."""
     torch.manual_seed(0)
-    model = ProductCaptionModel(tiny_config(tokenizer)).eval()
+    model = ProductCaptionModel(tiny_caption_config(tokenizer)).eval()
     memory = torch.randn(16, 5, model.feature_dim)
     with torch.no_grad():  # weights large enough for each image to get its own caption length
         for param in model.decoder.parameters():
