@@ -11,7 +11,13 @@ DEMO_THREADS ?= 1
 SERVE ?= 1
 CAPTION_EPOCHS ?= 13
 
-.PHONY: demo test lint sync
+# make catalog: the real-photo caption recipe (docs/results.md) on a folder with metadata.csv + images/
+CATALOG_DATA ?= ../shared/data/fashion_catalog
+CATALOG_OUT ?= outputs/catalog
+CATALOG_ARGS ?= --encoder tf_efficientnet_lite0 --pretrained_encoder pypi --image_size 128 \
+	--num_train_epochs 12 --per_device_train_batch_size 64 --learning_rate 2e-3
+
+.PHONY: demo catalog test lint sync
 
 sync:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -33,6 +39,18 @@ demo: sync
 	else \
 		$(RUN) python app.py --rating_model $(OUT)/rating --caption_model $(OUT)/caption; \
 	fi
+
+catalog: sync
+	@if [ ! -f "$(CATALOG_DATA)/metadata.csv" ] || [ ! -d "$(CATALOG_DATA)/images" ]; then \
+		echo "make catalog: $(CATALOG_DATA) has no metadata.csv and images/; pass CATALOG_DATA=DIR (a folder holding both)" >&2; \
+		exit 2; \
+	fi
+	$(RUN) python -m hf_dataset folder --metadata $(CATALOG_DATA)/metadata.csv --images $(CATALOG_DATA)/images \
+		--output $(CATALOG_OUT)/dataset --overwrite
+	rm -rf $(CATALOG_OUT)/caption  # a fresh run: train_caption.py would otherwise mix in old checkpoints
+	$(RUN) python train_caption.py --dataset $(CATALOG_OUT)/dataset --output_dir $(CATALOG_OUT)/caption \
+		--cache_dir $(CATALOG_OUT)/feature_cache $(CATALOG_ARGS)
+	@echo "catalogue caption model, results and card in $(CATALOG_OUT)/caption"
 
 lint: sync
 	$(RUN) ruff check .

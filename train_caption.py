@@ -54,6 +54,7 @@ from training.baselines import compare_with_retrieval
 REPO = Path(__file__).resolve().parent
 METRIC_PATH = metric_path("caption")
 CACHE_VERSION = 1  # bump when the cached feature layout changes
+SPLITS = ("train", "validation", "test")
 
 
 class UserError(ValueError):
@@ -108,6 +109,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ):
         default = getattr(ProductCaptionConfig, name)  # one source of truth: the config class
         model.add_argument(f"--{name}", type=type(default), default=default, help="%(default)s")
+    model.add_argument(
+        "--context_dim",
+        type=int,
+        default=None,
+        help="project encoder features to this width before the decoder (default: keep it)",
+    )
     model.add_argument(
         "--vocab_size", type=int, default=5000, help="most frequent train words kept"
     )
@@ -295,14 +302,14 @@ def encode_split(model, image_processor, split, batch_size, device, desc) -> tor
 
 
 def cached_features(
-    model, image_processor, dataset, args, accelerator, pretrained
+    model, image_processor, dataset, args, accelerator, pretrained, splits=SPLITS
 ) -> dict[str, torch.Tensor]:
-    """Encoder features of every split, from the disk cache or computed once (on the main process)."""
+    """Encoder features of each split, from the disk cache or computed once (on the main process)."""
     from huggingface_hub.constants import HF_HOME
 
     cache_dir = Path(args.cache_dir or Path(HF_HOME) / "product_caption_features")
     features = {}
-    for split in ("train", "validation", "test"):
+    for split in splits:
         key = feature_cache_key(model, image_processor, dataset[split], pretrained)
         path = cache_dir / f"{split}-{key}.safetensors"
         with accelerator.main_process_first():
@@ -461,6 +468,7 @@ def main(argv=None) -> dict:
             embed_dim=args.embed_dim,
             hidden_dim=args.hidden_dim,
             attention_dim=args.attention_dim,
+            context_dim=args.context_dim,
             num_layers=args.num_layers,
             dropout=args.dropout,
             label_smoothing=args.label_smoothing,
@@ -674,7 +682,7 @@ def main(argv=None) -> dict:
 def write_card(output_dir: Path, args, argv, pretrained_weights: dict | None) -> None:
     """The model card (README.md) from eval_results.json, the plots and the settings that matter."""
     keys = ["encoder", "pretrained_encoder", "freeze_encoder", "attention", "image_size", "embed_dim",
-            "hidden_dim", "attention_dim", "num_layers", "dropout", "label_smoothing", "num_train_epochs",
+            "hidden_dim", "attention_dim", "context_dim", "num_layers", "dropout", "label_smoothing", "num_train_epochs",
             "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
             "warmup_ratio", "max_grad_norm", "num_beams", "length_penalty", "seed"]  # fmt: skip
     command = "accelerate launch train_caption.py " + " ".join(

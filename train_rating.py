@@ -62,6 +62,9 @@ class ModelArguments:
             "a rating/caption model (or checkpoint) of this project with this backbone"
         },
     )
+    freeze_backbone: bool = field(
+        default=False, metadata={"help": "train the head only; the backbone keeps its weights"}
+    )
     image_size: int = field(default=224, metadata={"help": "square input side in pixels"})
     head_hidden_size: int = field(default=256, metadata={"help": "head hidden width; 0: linear"})
     dropout: float = field(default=0.2, metadata={"help": "dropout in the head"})
@@ -275,6 +278,7 @@ def build_model(args: ModelArguments, train_mean: float, log) -> ProductRatingMo
         raise ScriptError(str(error)) from None
     config = ProductRatingConfig(
         backbone=args.backbone,
+        freeze_backbone=args.freeze_backbone,
         image_size=args.image_size,
         head_hidden_size=args.head_hidden_size,
         dropout=args.dropout,
@@ -451,6 +455,7 @@ def write_card(
     hyperparameters = {
         "backbone": model_args.backbone,
         "pretrained_backbone": model_args.pretrained_backbone,
+        "freeze_backbone": model_args.freeze_backbone,
         "image_size": model_args.image_size,
         "head_hidden_size": model_args.head_hidden_size,
         "dropout": model_args.dropout,

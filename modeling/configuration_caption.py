@@ -30,6 +30,9 @@ class ProductCaptionConfig(PreTrainedConfig):
             These three defaults are the sizes every measured run used (product titles are short and
             their vocabularies a few thousand words); Show, Attend and Tell's 512-wide decoder is a
             flag away, at 2-3x the decoder's cost (BENCHMARKS.md).
+        context_dim (`int`, *optional*): project the encoder's features to this width once per image,
+            before the decoder (its attention, gate and LSTM input then work at this width). None keeps
+            the encoder's width; worth setting for wide encoders such as EfficientNet's 1280.
         num_layers (`int`, defaults to 1): stacked LSTM layers.
         dropout (`float`, defaults to 0.3): dropout on embeddings and on the state fed to the output layer.
         vocab_size (`int`, defaults to 5000): words in the tokenizer, special tokens included.
@@ -54,6 +57,7 @@ class ProductCaptionConfig(PreTrainedConfig):
     embed_dim: int = 128
     hidden_dim: int = 256
     attention_dim: int = 128
+    context_dim: int | None = None
     num_layers: int = 1
     dropout: float | int = 0.3
     vocab_size: int = 5000
@@ -69,6 +73,8 @@ class ProductCaptionConfig(PreTrainedConfig):
         for name in ("image_size", "embed_dim", "hidden_dim", "attention_dim", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.context_dim is not None and self.context_dim < 1:
+            raise ValueError(f"context_dim must be >= 1 or None, got {self.context_dim}")
         for name in ("dropout", "label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")

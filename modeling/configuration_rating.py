@@ -22,6 +22,8 @@ class ProductRatingConfig(PreTrainedConfig):
     Args:
         backbone (`str`, defaults to `"resnet50"`): any timm model name (`timm.list_models()`). Its
             pooled features feed the head; its classifier is dropped.
+        freeze_backbone (`bool`, defaults to `False`): keep the backbone's weights fixed (no gradients,
+            always in eval mode, so its norm statistics do not move); only the head trains.
         image_size (`int`, defaults to 224): side of the square images the model is trained on; the image
             processor saved beside the model letterboxes to this size.
         head_hidden_size (`int`, defaults to 256): width of the head's hidden layer; 0 gives a single
@@ -52,6 +54,7 @@ class ProductRatingConfig(PreTrainedConfig):
     model_type = "product_rating"
 
     backbone: str = "resnet50"
+    freeze_backbone: bool = False
     image_size: int = 224
     head_hidden_size: int = 256
     dropout: float = 0.2

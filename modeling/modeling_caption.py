@@ -102,15 +102,19 @@ class CaptionDecoder(nn.Module):
         self.num_layers, self.hidden_dim = c.num_layers, c.hidden_dim
         self.embed = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=c.pad_token_id)
         # encoders differ wildly in feature scale (a random CNN's are ~0.01, a ViT's ~1): normalise
-        self.feature_norm = nn.LayerNorm(feature_dim)
+        # and, with `context_dim`, project once per image: the context is part of every step's LSTM
+        # input, so a wide encoder (EfficientNet's 1280) would otherwise dominate the decoder's cost
+        self.feature_proj = nn.Linear(feature_dim, c.context_dim) if c.context_dim else None
+        self.feature_norm = nn.LayerNorm(feature_dim, elementwise_affine=self.feature_proj is None)
+        context_dim = c.context_dim or feature_dim  # C
         # the pooled feature sets (h, c) of every layer
-        self.init_state = nn.Linear(feature_dim, 2 * c.num_layers * c.hidden_dim)
+        self.init_state = nn.Linear(context_dim, 2 * c.num_layers * c.hidden_dim)
         if c.attention:
-            self.attend = AdditiveAttention(feature_dim, c.hidden_dim, c.attention_dim)
+            self.attend = AdditiveAttention(context_dim, c.hidden_dim, c.attention_dim)
             # Show, Attend and Tell's gate: the state decides how much of the context to let in
-            self.gate = nn.Linear(c.hidden_dim, feature_dim)
+            self.gate = nn.Linear(c.hidden_dim, context_dim)
         self.cells = nn.ModuleList(
-            nn.LSTMCell(c.embed_dim + feature_dim if i == 0 else c.hidden_dim, c.hidden_dim)
+            nn.LSTMCell(c.embed_dim + context_dim if i == 0 else c.hidden_dim, c.hidden_dim)
             for i in range(c.num_layers)
         )
         self.dropout = nn.Dropout(c.dropout)
@@ -120,19 +124,7 @@ class CaptionDecoder(nn.Module):
         """memory (B, 1 + N, D) -> what every step needs: (pooled, tokens, projected tokens, energy
         buffer), and the initial state, with `num_beams` rows per image (rows b * K + k) for the state
         and pooled."""
-        # self.feature_norm(memory), with its affine (gamma, beta) applied only where it is needed:
-        # with cached features `normalized` needs no gradient, so no (B, 1 + N, D) gradient is formed
-        norm = self.feature_norm
-        normalized = F.layer_norm(memory, norm.normalized_shape, eps=norm.eps)  # no affine
-        pooled = torch.addcmul(norm.bias, normalized[:, 0], norm.weight)  # (B, D)
-        # The steps attend over the tokens before the affine (see `advance`)...
-        tokens = normalized[:, 1:]  # (B, N, D)
-        projected = None
-        if self.attention:
-            # ... and the projection takes the affine into its weights: W (gamma x + beta) + b
-            proj = self.attend.features_proj
-            weight, bias = proj.weight * norm.weight, torch.addmv(proj.bias, proj.weight, norm.bias)
-            projected = F.linear(tokens, weight, bias)  # (B, N, A)
+        pooled, tokens, projected = self.features(memory)
         buffer = None
         if self.attention and not torch.is_grad_enabled():
             # generation: one energy buffer for all steps. A new (B, K, N, A) tensor at every step is
@@ -142,6 +134,28 @@ class CaptionDecoder(nn.Module):
         h_c = h_c.repeat_interleave(num_beams, dim=0)  # (B * K, 2 * layers, H)
         state = [(h_c[:, 2 * i], h_c[:, 2 * i + 1]) for i in range(self.num_layers)]
         return (pooled.repeat_interleave(num_beams, dim=0), tokens, projected, buffer), state
+
+    def features(self, memory):
+        """memory (B, 1 + N, D) -> pooled (B, C), tokens (B, N, C) and, with attention, the tokens'
+        attention projection (B, N, A)."""
+        norm = self.feature_norm
+        normalized = F.layer_norm(memory, norm.normalized_shape, eps=norm.eps)  # no affine
+        if self.feature_proj is not None:
+            context = self.feature_proj(normalized)  # (B, 1 + N, C)
+            pooled, tokens = context[:, 0], context[:, 1:]
+            return pooled, tokens, self.attend.features_proj(tokens) if self.attention else None
+        # Without a projection, the norm's affine (gamma, beta) is applied only where it is needed:
+        # with cached features `normalized` needs no gradient, so no (B, 1 + N, D) gradient is formed
+        pooled = torch.addcmul(norm.bias, normalized[:, 0], norm.weight)  # (B, D)
+        # The steps attend over the tokens before the affine (see `advance`)...
+        tokens = normalized[:, 1:]  # (B, N, D)
+        projected = None
+        if self.attention:
+            # ... and the projection takes the affine into its weights: W (gamma x + beta) + b
+            proj = self.attend.features_proj
+            weight, bias = proj.weight * norm.weight, torch.addmv(proj.bias, proj.weight, norm.bias)
+            projected = F.linear(tokens, weight, bias)  # (B, N, A)
+        return pooled, tokens, projected
 
     def step(self, input_ids, context_inputs, state):
         """input_ids (B,) -> logits (B, vocab_size) for the next word, and the new state."""
@@ -163,14 +177,15 @@ class CaptionDecoder(nn.Module):
         pooled, tokens, projected, buffer = context_inputs
         top = state[-1][0]  # (B * K, H): K = 1 outside beam search
         if self.attention:
-            # sum_i w_i (gamma * x_i + beta) = gamma * sum_i w_i x_i + beta, as the weights sum to 1
-            norm = self.feature_norm
-            attended = self.attend(tokens, projected, top, out=buffer)
-            context = torch.addcmul(norm.bias, attended, norm.weight)
-            context = context * torch.sigmoid(self.gate(top))  # (B, D)
+            context = self.attend(tokens, projected, top, out=buffer)  # (B, C)
+            if self.feature_proj is None:
+                # sum_i w_i (gamma x_i + beta) = gamma sum_i w_i x_i + beta: the weights sum to 1
+                norm = self.feature_norm
+                context = torch.addcmul(norm.bias, context, norm.weight)
+            context = context * torch.sigmoid(self.gate(top))  # (B, C)
         else:
-            context = pooled  # (B, D)
-        x = torch.cat([embedded, context], dim=-1)  # (B, E + D)
+            context = pooled  # (B, C)
+        x = torch.cat([embedded, context], dim=-1)  # (B, E + C)
         new_state = []
         for cell, (h, c) in zip(self.cells, state, strict=True):
             h, c = cell(x, (h, c))  # (B, H) each

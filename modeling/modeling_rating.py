@@ -75,6 +75,7 @@ class ProductRatingModel(PreTrainedModel):
         self.head_act = nn.GELU() if config.head_hidden_size else nn.Identity()
         self.head_out = nn.Linear(hidden, 1)
         self.post_init()
+        self.train()  # applies freeze_backbone
 
     def _init_weights(self, module: nn.Module) -> None:
         # Called by post_init() for every submodule, and by from_pretrained() for whatever the checkpoint
@@ -93,6 +94,14 @@ class ProductRatingModel(PreTrainedModel):
             # Derived buffers (e.g. relative position indices of some timm ViTs) are not saved; after a
             # load on the meta device they are empty until recomputed here.
             module.init_non_persistent_buffers()
+
+    def train(self, mode: bool = True):
+        # A frozen backbone stays in eval mode and gets no gradients; here rather than only in
+        # __init__, because `from_pretrained` swaps in new parameters after __init__.
+        super().train(mode)
+        if self.config.freeze_backbone:
+            self.backbone.eval().requires_grad_(False)
+        return self
 
     def load_pretrained_backbone(self, pretrained: bool | str) -> bool:
         """Load pretrained weights into the backbone: `True` (timm's Hub weights), `False` (keep the

@@ -72,11 +72,13 @@ def test_tokenizer_vocabulary_is_top_k_with_min_count():
     assert set(tok.get_vocab()) == {"[PAD]", "[BOS]", "[EOS]", "[UNK]", "a", "b"}
 
 
+@pytest.mark.parametrize("context_dim", [None, 8])
 def test_frozen_encoder_gets_no_gradients_and_every_decoder_parameter_does(
-    tokenizer, processor, images
+    tokenizer, processor, images, context_dim
 ):
     torch.manual_seed(0)
-    model = ProductCaptionModel(tiny_caption_config(tokenizer, dropout=0.1)).train()
+    config = tiny_caption_config(tokenizer, dropout=0.1, context_dim=context_dim)
+    model = ProductCaptionModel(config).train()
     assert not model.encoder.training and model.decoder.training  # frozen encoder stays in eval
     batch = processor(images=images, text=CAPTIONS)
     model(**batch).loss.backward()
@@ -112,10 +114,13 @@ def test_loss_ignores_padding(model, processor):
     assert torch.allclose(model(encoder_hidden_states=memory, **padded).loss, loss)
 
 
-@pytest.mark.parametrize("attention", [True, False])
-def test_greedy_equals_beam_search_with_one_beam(tokenizer, processor, images, attention):
+@pytest.mark.parametrize("attention, context_dim", [(True, None), (False, None), (True, 8)])
+def test_greedy_equals_beam_search_with_one_beam(
+    tokenizer, processor, images, attention, context_dim
+):
     torch.manual_seed(0)
-    model = ProductCaptionModel(tiny_caption_config(tokenizer, attention=attention)).eval()
+    config = tiny_caption_config(tokenizer, attention=attention, context_dim=context_dim)
+    model = ProductCaptionModel(config).eval()
     pixel_values = processor(images=images)["pixel_values"]
     greedy = model.generate(pixel_values, return_dict_in_generate=True)
     one_beam = model._beam_search(model.encode(pixel_values), 1, 1.0, 11)
@@ -177,6 +182,23 @@ def test_beam_score_is_the_teacher_forced_log_probability(model, processor, imag
         encoder_hidden_states=memory, length_penalty=0.0, return_dict_in_generate=True
     )
     assert (out.sequences_scores >= greedy.sequences_scores - 1e-5).all()
+
+
+def test_a_projected_context_saves_loads_and_scores_like_teacher_forcing(
+    tokenizer, processor, images, tmp_path
+):
+    torch.manual_seed(0)
+    model = ProductCaptionModel(tiny_caption_config(tokenizer, context_dim=8)).eval()
+    assert model.decoder.cells[0].input_size == 16 + 8  # embed + context, not embed + encoder width
+    model.save_pretrained(tmp_path)
+    loaded = ProductCaptionModel.from_pretrained(tmp_path).eval()
+    memory = model.encode(processor(images=images)["pixel_values"])
+    out = loaded.generate(
+        encoder_hidden_states=memory, num_beams=3, length_penalty=0.0, return_dict_in_generate=True
+    )
+    assert torch.equal(out.sequences, model.generate(encoder_hidden_states=memory, num_beams=3))
+    expected = teacher_forced_log_prob(model, memory[:1], out.sequences[0], tokenizer.eos_token_id)
+    assert out.sequences_scores[0].item() == pytest.approx(expected.item(), abs=1e-4)
 
 
 def test_generate_is_deterministic(model, processor, images):
@@ -246,6 +268,25 @@ def test_config_validates_shapes():
         ProductCaptionConfig(vocab_size=10, pad_token_id=1, bos_token_id=1)
     with pytest.raises(ValueError, match="unknown timm backbone"):
         ProductCaptionModel(ProductCaptionConfig(encoder_name="no_such_net"))
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        ProductCaptionConfig(label_smoothing=1.0)
+
+
+def test_label_smoothing_changes_the_training_loss_only(model, processor, tokenizer):
+    batch = tokenizer(["red dress", "blue striped shirt"], padding=True, return_tensors="pt")
+    memory = torch.randn(2, 5, model.feature_dim)
+    inputs = dict(
+        encoder_hidden_states=memory, input_ids=batch["input_ids"], labels=batch["input_ids"]
+    )
+    plain = model.eval()(**inputs).loss
+    model.config.label_smoothing = 0.2
+    try:
+        assert torch.equal(model.eval()(**inputs).loss, plain)  # evaluation never smooths
+        smoothed = model.train()(**inputs).loss
+    finally:
+        model.config.label_smoothing = 0.0
+        model.eval()
+    assert not torch.allclose(smoothed, plain)
 
 
 # ---------------------------------------------------------------- train_caption.py
@@ -280,8 +321,10 @@ def test_training_writes_model_results_and_plots(trained):
         assert (out / name).is_file(), name
     saved = json.loads((out / "eval_results.json").read_text())
     assert saved == pytest.approx(results)
-    for key in ("bleu", "word_overlap", "jaccard", "length_similarity", "baseline_bleu"):
-        assert isinstance(saved[key], float)
+    for key in ("bleu", "word_overlap", "jaccard", "length_similarity", "baseline_bleu",
+                "retrieval_bleu", "test_titles_in_train", "copied_train_titles"):  # fmt: skip
+        assert isinstance(saved[key], float), key
+    assert 0 <= saved["num_unseen_titles"] <= saved["num_samples"]
     assert saved["num_samples"] > 0 and saved["split"] == "test" and saved["num_beams"] == 2
     history = json.loads((out / "training_history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]

