@@ -183,3 +183,27 @@ def test_cli(tmp_path):
     bad = run("--num-products", "0", "--overwrite")
     assert bad.returncode == 2 and "--num-products must be a positive integer" in bad.stderr
     assert (out / "dataset_dict.json").exists()  # the earlier good dataset survived both failures
+
+
+def test_cli_analyses_the_dataset_into_its_card_and_can_push(tmp_path, capsys, monkeypatch):
+    """The synthetic source gets what every source gets: the report, the analysis and --push-to-hub."""
+    from hf_dataset.__main__ import main
+    from hf_dataset.analyze import CARD_START
+
+    out = tmp_path / "synthetic"
+    assert (
+        main(["synthetic", "--output", str(out), "--num-products", "12", "--image-size", "32"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "oracle R^2" in printed and "baseline rating: train mean" in printed
+    analysis = json.loads((out / "analysis" / "analysis.json").read_text())
+    assert sum(s["num_rows"] for s in analysis["splits"].values()) == 12
+    assert CARD_START in (out / "README.md").read_text()
+
+    # Offline, the push fails as one line and the dataset it was given stays whole.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    argv = ["synthetic", "--output", str(out), "--num-products", "12", "--image-size", "32"]
+    assert main([*argv, "--overwrite", "--push-to-hub", "someone/synthetic", "--private"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: could not push to the Hub dataset someone/synthetic")
+    assert sum(len(split) for split in datasets.load_from_disk(str(out)).values()) == 12
