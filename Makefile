@@ -11,7 +11,7 @@ DEMO_THREADS ?= 1
 SERVE ?= 1
 CAPTION_EPOCHS ?= 13
 
-.PHONY: demo test lint sync
+.PHONY: demo test test-fast lint sync
 
 sync:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -40,3 +40,7 @@ lint: sync
 
 test: lint
 	$(RUN) pytest
+
+# Everything but the tests marked slow (processes, servers, a browser): a quick check while editing.
+test-fast: sync
+	$(RUN) pytest -m "not slow"

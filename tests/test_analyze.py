@@ -217,6 +217,7 @@ def test_card_section_is_replaced_not_duplicated(tiny, tmp_path):
         assert f"](analysis/{file})" in section and (path / "analysis" / file).is_file()
 
 
+@pytest.mark.slow
 def test_cli(tiny, tmp_path):
     ok = subprocess.run(
         [sys.executable, "-m", "hf_dataset", "analyze", str(tiny), "--output", str(tmp_path / "r")],

@@ -142,6 +142,7 @@ def test_auto_classes_load_in_package(tmp_path):
     assert isinstance(processor, ProductImageProcessor) and processor.image_size == 32
 
 
+@pytest.mark.slow
 def test_trust_remote_code_loads_without_this_package(tmp_path):
     model = train_a_little(tiny_model())
     saved = tmp_path / "model"
@@ -377,6 +378,7 @@ def test_clear_errors(case, message, tiny_synthetic, unrated, tmp_path):
         train(dataset, tmp_path / "out", *extra.get(case, []))
 
 
+@pytest.mark.slow
 def test_command_line_errors_are_one_line(tmp_path):
     result = run_script(
         "train_rating.py", "--dataset", tmp_path / "nope", "--output_dir", tmp_path / "out"
@@ -385,6 +387,7 @@ def test_command_line_errors_are_one_line(tmp_path):
     assert result.stderr.strip() == f"error: dataset folder not found: {tmp_path / 'nope'}"
 
 
+@pytest.mark.slow
 def test_accelerate_launch_two_processes(tiny_synthetic, tmp_path):
     result = run_script(
         "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
