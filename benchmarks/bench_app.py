@@ -13,7 +13,6 @@ exactly as the app loads it.
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -22,48 +21,12 @@ import numpy as np
 import torch
 
 import app
-from hf_dataset.synthetic import COLOURS, DETAILS, GARMENTS, PATTERN_EFFECT, caption_for
-from modeling import (
-    ProductCaptionConfig,
-    ProductCaptionModel,
-    ProductCaptionProcessor,
-    ProductImageProcessor,
-    ProductRatingConfig,
-    ProductRatingModel,
-    build_caption_tokenizer,
-)
+from modeling import ProductCaptionConfig
 
 from .common import machine
+from .random_models import save_random_models
 
 DEMO = app.HERE / "outputs" / "demo"
-
-
-def build_models(folder: Path, quick: bool) -> None:
-    """Random-weight models saved as training saves them: defaults, or tiny ones when `quick`."""
-    size = 32 if quick else 224
-    torch.manual_seed(0)
-    rating = ProductRatingModel(
-        ProductRatingConfig(backbone="test_resnet", image_size=size)
-        if quick
-        else ProductRatingConfig()  # resnet50, 224 px, head 256
-    )
-    rating.save_pretrained(folder / "rating")
-    ProductImageProcessor.from_timm(rating.backbone, size).save_pretrained(folder / "rating")
-
-    captions = [
-        caption_for(*combo)
-        for combo in itertools.product(COLOURS, PATTERN_EFFECT, GARMENTS, DETAILS)
-    ]
-    tokenizer = build_caption_tokenizer(captions, min_frequency=1)
-    config = dict(vocab_size=len(tokenizer), image_size=size)
-    if quick:
-        config |= dict(encoder_name="test_vit", embed_dim=16, hidden_dim=32, attention_dim=16)
-    caption = ProductCaptionModel(ProductCaptionConfig(**config))  # default: vit_small_patch16_224
-    with torch.no_grad():  # the slow case: never stop early (random weights may pick EOS at once)
-        caption.decoder.lm_head.bias[caption.config.eos_token_id] = -1e4
-    caption.save_pretrained(folder / "caption")
-    processor = ProductImageProcessor.from_timm(caption.encoder, size)
-    ProductCaptionProcessor(processor, tokenizer).save_pretrained(folder / "caption")
 
 
 def latencies(rating, caption, photo: Path, num_beams: int, runs: int) -> dict[str, np.ndarray]:
@@ -86,8 +49,7 @@ def run(quick: bool = False) -> dict:
             folders = {"rating": DEMO / "rating_model", "caption": DEMO / "caption_model"}
             which = "trained demo models (outputs/demo)"
         else:
-            build_models(Path(tmp), quick)
-            folders = {"rating": Path(tmp) / "rating", "caption": Path(tmp) / "caption"}
+            folders = save_random_models(tmp, tiny=quick, never_stop=True)
             which = (
                 "tiny random test models (test_resnet / test_vit, 32 px)"
                 if quick

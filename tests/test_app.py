@@ -29,16 +29,9 @@ from gradio_client.exceptions import AppError
 from PIL import Image, ImageFile
 
 import app
-from modeling import (
-    ProductCaptionModel,
-    ProductCaptionProcessor,
-    ProductImageProcessor,
-    ProductRatingConfig,
-    ProductRatingModel,
-    build_caption_tokenizer,
-)
+from benchmarks.random_models import save_random_models
 
-from .conftest import REPO_ROOT, tiny_caption_config
+from .conftest import REPO_ROOT
 
 CAPTIONS = [
     "red striped t-shirt with a pocket",
@@ -57,35 +50,19 @@ def free_port() -> int:
 
 def save_tiny_models(root: Path) -> dict[str, Path]:
     """A rating and a caption model folder, each with the files training writes beside the weights."""
-    torch.manual_seed(0)
-    rating = ProductRatingModel(
-        ProductRatingConfig(
-            backbone="test_resnet", image_size=32, head_hidden_size=16, initializer_range=1.0
-        )
-    )
-    rating.save_pretrained(root / "rating")
-    ProductImageProcessor.from_timm(rating.backbone, 32).save_pretrained(root / "rating")
-
-    tokenizer = build_caption_tokenizer(CAPTIONS, min_frequency=1, max_length=12)
-    caption = ProductCaptionModel(tiny_caption_config(tokenizer, initializer_range=1.0))
-    caption.save_pretrained(root / "caption")
-    processor = ProductCaptionProcessor(
-        ProductImageProcessor.from_timm(caption.encoder, 32), tokenizer
-    )
-    processor.save_pretrained(root / "caption")
-
+    dirs = save_random_models(root, captions=CAPTIONS, initializer_range=1.0)
     # what the training scripts add: metrics, a plot (rating: top level; caption: plots/), a card
-    (root / "rating" / "eval_results.json").write_text(
+    (dirs["rating"] / "eval_results.json").write_text(
         json.dumps({"mae": 0.51234, "r2": 0.3, "baseline_mae": 0.6, "num_samples": 84})
     )
-    Image.new("RGB", (60, 40), "orange").save(root / "rating" / "loss_curves.png")
-    (root / "rating" / "README.md").write_text(
+    Image.new("RGB", (60, 40), "orange").save(dirs["rating"] / "loss_curves.png")
+    (dirs["rating"] / "README.md").write_text(
         "---\nlicense: apache-2.0\n---\n\n# tiny rating\n\nA test card.\n\n"
         "![loss_curves.png](loss_curves.png)\n"
     )
-    (root / "caption" / "plots").mkdir()
-    Image.new("RGB", (60, 40), "teal").save(root / "caption" / "plots" / "caption_samples.png")
-    return {"rating": root / "rating", "caption": root / "caption"}
+    (dirs["caption"] / "plots").mkdir()
+    Image.new("RGB", (60, 40), "teal").save(dirs["caption"] / "plots" / "caption_samples.png")
+    return dirs
 
 
 @pytest.fixture(scope="session")
