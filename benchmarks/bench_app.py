@@ -1,6 +1,6 @@
 """App: single-photo latency (p50, p95) of `app.predict`: decode + rating + caption, as a user waits.
 
-Uses the models `make demo` trained (outputs/demo/rating_model, outputs/demo/caption_model) when they
+Uses the models `make demo` trained (outputs/demo/rating, outputs/demo/caption) when they
 exist; otherwise random-weight models with the training scripts' default architectures (a ResNet-50
 rating model and a ViT-S/16 + attention-LSTM caption model, 224 px; the result says which). Weights do
 not change the work a forward pass does; the random caption decoder is told never to say EOS, so it
@@ -27,6 +27,8 @@ from .common import machine
 from .random_models import save_random_models
 
 DEMO = app.HERE / "outputs" / "demo"
+# Where `make demo` writes its models (the Makefile's `--output_dir $(OUT)/...`).
+DEMO_MODELS = {"rating": DEMO / "rating", "caption": DEMO / "caption"}
 
 
 def latencies(rating, caption, photo: Path, num_beams: int, runs: int) -> dict[str, np.ndarray]:
@@ -42,11 +44,8 @@ def run(quick: bool = False) -> dict:
     runs = 5 if quick else 20
     photo = app.EXAMPLES[0]
     with tempfile.TemporaryDirectory() as tmp:
-        trained = (
-            not quick and (DEMO / "rating_model").is_dir() and (DEMO / "caption_model").is_dir()
-        )
-        if trained:
-            folders = {"rating": DEMO / "rating_model", "caption": DEMO / "caption_model"}
+        if not quick and all(folder.is_dir() for folder in DEMO_MODELS.values()):
+            folders = DEMO_MODELS
             which = "trained demo models (outputs/demo)"
         else:
             folders = save_random_models(tmp, tiny=quick, never_stop=True)
