@@ -388,9 +388,7 @@ def test_a_space_with_one_model_serves_it_alone(tmp_path, model_dirs):
     from model_cards.space import assemble_space
 
     folder = tmp_path / "space"
-    assemble_space(
-        folder, rating_model=None, caption_model=str(model_dirs["caption"]), space_id="me/x"
-    )
+    assemble_space(folder, rating_model=None, caption_model=str(model_dirs["caption"]))
     assert (folder / "models" / "caption" / "config.json").is_file()
     assert sorted(p.name for p in (folder / "examples").glob("*.jpg")) == [
         p.name for p in app.EXAMPLES
