@@ -50,6 +50,11 @@ def words(caption: str) -> list[str]:
     return _WORD.findall(caption.lower())
 
 
+def _has_text(caption: str | None) -> bool:
+    """The training scripts drop a row whose caption is missing or blank: so do the baselines."""
+    return caption is not None and caption.strip() != ""
+
+
 def _summary(values: np.ndarray) -> dict:
     """count, mean, std, min, quartiles, max of `values` (population std, as numpy computes it)."""
     if len(values) == 0:
@@ -253,8 +258,6 @@ def _leakage(raw: dict) -> dict:
 
 def _baselines(raw: dict) -> dict:
     """The numbers to beat: the train-mean rating (MAE) and the most common train caption (BLEU)."""
-    import sacrebleu
-
     rating: dict = {"description": "predict the mean train rating for every product"}
     train_ratings = raw.get("train", {}).get("ratings", np.empty(0))
     if len(train_ratings) == 0:
@@ -268,7 +271,7 @@ def _baselines(raw: dict) -> dict:
             )
 
     caption: dict = {"description": "predict the most common train caption for every product"}
-    train_captions = [c for c in raw.get("train", {}).get("captions", []) if c]
+    train_captions = [c for c in raw.get("train", {}).get("captions", []) if _has_text(c)]
     if not train_captions:
         caption["skipped"] = "no captions in the train split"
     else:
@@ -276,13 +279,18 @@ def _baselines(raw: dict) -> dict:
         caption["most_common_train_caption"] = most_common
         caption["train_count"] = times
         for name in ("validation", "test"):
-            references = [c or "" for c in raw.get(name, {}).get("captions", [])]
-            caption[f"{name}_bleu"] = (
-                float(sacrebleu.corpus_bleu([most_common] * len(references), [references]).score)
-                if references
-                else None
-            )
+            references = [c for c in raw.get(name, {}).get("captions", []) if _has_text(c)]
+            caption[f"{name}_bleu"] = _bleu([most_common] * len(references), references)
     return {"rating": rating, "caption": caption}
+
+
+def _bleu(predictions: list[str], references: list[str]) -> float | None:
+    """Corpus BLEU of `predictions` against one reference each; None for no rows."""
+    import sacrebleu
+
+    if not references:
+        return None
+    return float(sacrebleu.corpus_bleu(predictions, [references]).score)
 
 
 # ----------------------------------------------------------------------------------------- plots

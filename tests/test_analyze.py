@@ -185,6 +185,28 @@ def test_caption_only_dataset(tiny, tmp_path, capsys):
     assert "caption-only dataset" in capsys.readouterr().out
 
 
+def test_caption_baseline_scores_as_the_caption_metric_does(tiny, tmp_path):
+    """Blank validation captions (the training scripts drop those rows): the baseline is the one
+    training reports."""
+    from modeling.metrics import constant_caption_baseline
+
+    dataset = datasets.load_from_disk(str(tiny))
+    train = dataset["train"]
+    blanks = {0: None, 1: "", 2: "   "}
+    validation = dataset["validation"].map(
+        lambda row, i: {"caption": blanks.get(i, row["caption"])}, with_indices=True
+    )
+    path = _save({**dataset, "train": train, "validation": validation}, tmp_path / "mixed")
+
+    baseline = analyze(path)["baselines"]["caption"]
+    references = [c for c in validation["caption"] if c and c.strip()]
+    assert len(references) == len(validation) - len(blanks) > 0
+    expected = constant_caption_baseline(train["caption"], references)
+    assert baseline["most_common_train_caption"] == expected["baseline_caption"]
+    assert baseline["validation_bleu"] == pytest.approx(expected["baseline_bleu"])
+    assert baseline["validation_bleu"] > 0
+
+
 def test_some_ratings_missing(tiny, tmp_path):
     dataset = datasets.load_from_disk(str(tiny))
     train = dataset["train"].map(
