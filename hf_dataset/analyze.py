@@ -285,12 +285,12 @@ def _baselines(raw: dict) -> dict:
 
 
 def _bleu(predictions: list[str], references: list[str]) -> float | None:
-    """Corpus BLEU of `predictions` against one reference each; None for no rows."""
+    """Corpus BLEU as the caption metric scores it (sacrebleu, case-insensitive); None for no rows."""
     import sacrebleu
 
     if not references:
         return None
-    return float(sacrebleu.corpus_bleu(predictions, [references]).score)
+    return float(sacrebleu.corpus_bleu(predictions, [references], lowercase=True).score)
 
 
 # ----------------------------------------------------------------------------------------- plots
