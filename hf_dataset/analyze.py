@@ -42,11 +42,14 @@ LEAK_MEANINGS = {
     ),
 }
 
-_WORD = re.compile(r"\w+(?:[-']\w+)*")
+# The caption tokenizer's and the caption metric's words (modeling/tokenization_caption.py,
+# modeling/metrics/caption): OOV counts what the model cannot write. The data layer imports nothing
+# of modeling, so this is a copy, tested to agree (tests/test_analyze.py).
+_WORD = re.compile(r"\w+(?:['’-]\w+)*")
 
 
 def words(caption: str) -> list[str]:
-    """Lower-cased words; hyphenated words such as "t-shirt" stay one word."""
+    """Lower-cased words; inner hyphens and apostrophes stay ("t-shirt", "men’s" are one word)."""
     return _WORD.findall(caption.lower())
 
 
@@ -477,7 +480,7 @@ def analyze(
         "dataset": str(dataset_dir),
         "has_ratings": has_ratings,
         "notes": notes,
-        "tokenization": "lower-cased, split into words by the regex \\w+(?:[-']\\w+)* ('t-shirt' is one word)",
+        "tokenization": f"lower-cased, split into words by the regex {_WORD.pattern} ('t-shirt' is one word)",
         "splits": stats,
         "oov": {
             name: _oov(train_vocabulary, raw[name]["tokens"]) for name in names if name != "train"

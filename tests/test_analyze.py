@@ -12,7 +12,7 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 from hf_dataset import SPLITS, synthetic
-from hf_dataset.analyze import CARD_END, CARD_START, analyze
+from hf_dataset.analyze import CARD_END, CARD_START, analyze, words
 from hf_dataset.build import BuildError
 
 from .conftest import REPO_ROOT
@@ -207,6 +207,30 @@ def test_caption_baseline_scores_as_the_caption_metric_does(tiny, tmp_path):
     assert baseline["most_common_train_caption"] == expected["baseline_caption"]
     assert baseline["validation_bleu"] == pytest.approx(expected["baseline_bleu"])
     assert baseline["validation_bleu"] > 0
+
+
+# Apostrophes straight and typographic, hyphens inner and loose, accents, digits, underscores.
+TRICKY = [
+    "Men’s T-Shirt",
+    "rock'n'roll ’quoted’ --double--dash-- x’ 'y",
+    "L'ÉTÉ café_au_lait 100% cotton, 2-in-1!",
+    "women's 3-pack (navy/grey) - size: XL",
+]
+
+
+def test_words_are_the_caption_tokenizer_and_metric_words():
+    """OOV is measured with the words the model writes and the metric scores."""
+    import re
+
+    from modeling import build_caption_tokenizer
+    from modeling.metrics.caption import caption as caption_metric
+
+    backend = build_caption_tokenizer(TRICKY, min_frequency=1).backend_tokenizer
+    for text in TRICKY:
+        pieces = backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))
+        tokenizer_words = [piece for piece, _ in pieces if re.match(r"\w", piece)]
+        assert words(text) == tokenizer_words == caption_metric.words(text), text
+    assert words(TRICKY[0]) == ["men’s", "t-shirt"]
 
 
 def test_some_ratings_missing(tiny, tmp_path):
