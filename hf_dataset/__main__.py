@@ -1,4 +1,4 @@
-"""`python -m hf_dataset COMMAND ...`: build, analyze or push a product dataset (see DESIGN.md for the contract)."""
+"""`python -m hf_dataset COMMAND ...`: build, analyze or push a product dataset (see docs/DESIGN.md for the contract)."""
 
 import argparse
 import sys

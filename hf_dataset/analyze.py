@@ -442,7 +442,7 @@ def analyze(
     output_dir: str | os.PathLike | None = None,
     update_card: bool = False,
 ) -> dict:
-    """Analyse a dataset saved with `save_to_disk` (the DESIGN.md contract) and write the report.
+    """Analyse a dataset saved with `save_to_disk` (the docs/DESIGN.md contract) and write the report.
 
     Args:
         dataset_dir: the dataset folder (`python -m hf_dataset SOURCE --output DIR`).

@@ -32,7 +32,7 @@ class BuildError(ValueError):
 
 
 def base_features(extra_columns: Iterable[str] = ()) -> datasets.Features:
-    """The dataset contract (DESIGN.md): fixed columns plus source extras kept as strings."""
+    """The dataset contract (docs/DESIGN.md): fixed columns plus source extras kept as strings."""
     features = {
         "product_id": datasets.Value("string"),
         "image": datasets.Image(),
