@@ -5,8 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --no-sync
 OUT ?= outputs/demo
 DEMO_PRODUCTS ?= 2000
-# The demo's models are tiny: on a busy CPU more threads mostly wait on each other (measured on the
-# shared 2-core dev machine: 0.11 s per training step with 1 thread, 0.33-0.97 s with 2).
+# The demo's models are tiny: on a busy CPU more threads mostly wait on each other (BENCHMARKS.md).
 DEMO_THREADS ?= 1
 SERVE ?= 1
 CAPTION_EPOCHS ?= 13

@@ -22,7 +22,7 @@ from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingMo
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny models gain nothing from threads, and on a busy machine the threads wait on each other
-    (measured here: 15 ms per step with one thread, over 1 s with two while other jobs ran)."""
+    (BENCHMARKS.md)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
