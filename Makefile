@@ -5,8 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --no-sync
 OUT ?= outputs/demo
 DEMO_PRODUCTS ?= 2000
-# The demo's models are tiny: on a busy CPU more threads mostly wait on each other (measured on the
-# shared 2-core dev machine: 0.11 s per training step with 1 thread, 0.33-0.97 s with 2).
+# The demo's models are tiny: on a busy CPU more threads mostly wait on each other (BENCHMARKS.md).
 DEMO_THREADS ?= 1
 SERVE ?= 1
 CAPTION_EPOCHS ?= 13
@@ -17,7 +16,7 @@ CATALOG_OUT ?= outputs/catalog
 CATALOG_ARGS ?= --encoder tf_efficientnet_lite0 --pretrained_encoder pypi --image_size 128 \
 	--num_train_epochs 12 --per_device_train_batch_size 64 --learning_rate 2e-3
 
-.PHONY: demo catalog test lint sync
+.PHONY: demo catalog test test-fast lint sync
 
 sync:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -58,3 +57,7 @@ lint: sync
 
 test: lint
 	$(RUN) pytest
+
+# Everything but the tests marked slow (processes, servers, a browser): a quick check while editing.
+test-fast: sync
+	$(RUN) pytest -m "not slow"

@@ -1,6 +1,6 @@
 """App: single-photo latency (p50, p95) of `app.predict`: decode + rating + caption, as a user waits.
 
-Uses the models `make demo` trained (outputs/demo/rating_model, outputs/demo/caption_model) when they
+Uses the models `make demo` trained (outputs/demo/rating, outputs/demo/caption) when they
 exist; otherwise random-weight models with the training scripts' default architectures (a ResNet-50
 rating model and a ViT-S/16 + attention-LSTM caption model, 224 px; the result says which). Weights do
 not change the work a forward pass does; the random caption decoder is told never to say EOS, so it
@@ -13,7 +13,6 @@ exactly as the app loads it.
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -22,48 +21,14 @@ import numpy as np
 import torch
 
 import app
-from hf_dataset.synthetic import COLOURS, DETAILS, GARMENTS, PATTERN_EFFECT, caption_for
-from modeling import (
-    ProductCaptionConfig,
-    ProductCaptionModel,
-    ProductCaptionProcessor,
-    ProductImageProcessor,
-    ProductRatingConfig,
-    ProductRatingModel,
-    build_caption_tokenizer,
-)
+from modeling import ProductCaptionConfig
 
 from .common import machine
+from .random_models import save_random_models
 
 DEMO = app.HERE / "outputs" / "demo"
-
-
-def build_models(folder: Path, quick: bool) -> None:
-    """Random-weight models saved as training saves them: defaults, or tiny ones when `quick`."""
-    size = 32 if quick else 224
-    torch.manual_seed(0)
-    rating = ProductRatingModel(
-        ProductRatingConfig(backbone="test_resnet", image_size=size)
-        if quick
-        else ProductRatingConfig()  # resnet50, 224 px, head 256
-    )
-    rating.save_pretrained(folder / "rating")
-    ProductImageProcessor.from_timm(rating.backbone, size).save_pretrained(folder / "rating")
-
-    captions = [
-        caption_for(*combo)
-        for combo in itertools.product(COLOURS, PATTERN_EFFECT, GARMENTS, DETAILS)
-    ]
-    tokenizer = build_caption_tokenizer(captions, min_frequency=1)
-    config = dict(vocab_size=len(tokenizer), image_size=size)
-    if quick:
-        config |= dict(encoder_name="test_vit", embed_dim=16, hidden_dim=32, attention_dim=16)
-    caption = ProductCaptionModel(ProductCaptionConfig(**config))  # default: vit_small_patch16_224
-    with torch.no_grad():  # the slow case: never stop early (random weights may pick EOS at once)
-        caption.decoder.lm_head.bias[caption.config.eos_token_id] = -1e4
-    caption.save_pretrained(folder / "caption")
-    processor = ProductImageProcessor.from_timm(caption.encoder, size)
-    ProductCaptionProcessor(processor, tokenizer).save_pretrained(folder / "caption")
+# Where `make demo` writes its models (the Makefile's `--output_dir $(OUT)/...`).
+DEMO_MODELS = {"rating": DEMO / "rating", "caption": DEMO / "caption"}
 
 
 def latencies(rating, caption, photo: Path, num_beams: int, runs: int) -> dict[str, np.ndarray]:
@@ -79,15 +44,11 @@ def run(quick: bool = False) -> dict:
     runs = 5 if quick else 20
     photo = app.EXAMPLES[0]
     with tempfile.TemporaryDirectory() as tmp:
-        trained = (
-            not quick and (DEMO / "rating_model").is_dir() and (DEMO / "caption_model").is_dir()
-        )
-        if trained:
-            folders = {"rating": DEMO / "rating_model", "caption": DEMO / "caption_model"}
+        if not quick and all(folder.is_dir() for folder in DEMO_MODELS.values()):
+            folders = DEMO_MODELS
             which = "trained demo models (outputs/demo)"
         else:
-            build_models(Path(tmp), quick)
-            folders = {"rating": Path(tmp) / "rating", "caption": Path(tmp) / "caption"}
+            folders = save_random_models(tmp, tiny=quick, never_stop=True)
             which = (
                 "tiny random test models (test_resnet / test_vit, 32 px)"
                 if quick

@@ -2,9 +2,10 @@
 
 Measured the way timm and NVIDIA report ResNet-50 training: fp16 autocast, `channels_last`, batch 256,
 images/s over timed steps after warm-up. "End to end" reads a stored dataset (`save_to_disk`, JPEG,
-max side 384) through the project's real data pipeline: `datasets` + `ProductImageProcessor`'s train
-transform in `DataLoader` workers with pinned memory, handing over uint8 images that are normalised
-on the GPU (`train_rating.py`'s default), next to the same pipeline normalising in the workers.
+max side 384) through `train_rating.py`'s own data pipeline (its `attach_transforms` and `collate`):
+`ProductImageProcessor`'s train transform in `DataLoader` workers with pinned memory, handing over
+uint8 images that are normalised on the GPU (the script's default), next to the same pipeline
+normalising in the workers.
 "Model only" feeds tensors already on the GPU, the ceiling the pipeline is compared with. All run
 with and without `torch.compile`.
 
@@ -25,6 +26,7 @@ import datasets
 import torch
 from torch.utils.data import DataLoader
 
+import train_rating
 from hf_dataset import synthetic
 from modeling import (
     ProductCaptionConfig,
@@ -108,22 +110,12 @@ def rating_training(
     processor = ProductImageProcessor(image_size=image_size)
 
     def end_to_end(normalize_on_device: bool) -> float:
-        train = datasets.load_from_disk(dataset_dir)["train"].select_columns(["image", "rating"])
-        transform = processor.train_transform(normalize=not normalize_on_device)
-        train.set_transform(
-            lambda batch: {
-                "pixel_values": [transform(image) for image in batch["image"]],
-                "labels": batch["rating"],
-            }
+        splits = datasets.load_from_disk(dataset_dir)
+        train_rating.attach_transforms(
+            splits, processor, weight_by_rating_count=False, normalize=not normalize_on_device
         )
-
-        def collate(rows):
-            return torch.stack([r["pixel_values"] for r in rows]), torch.tensor(
-                [r["labels"] for r in rows]
-            )
-
         loader = DataLoader(
-            train,
+            splits["train"],
             batch_size=batch_size,
             shuffle=True,
             drop_last=True,
@@ -131,16 +123,19 @@ def rating_training(
             pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0,
             prefetch_factor=4 if num_workers > 0 else None,
-            collate_fn=collate,
+            collate_fn=train_rating.collate,
         )
 
         def batches():
             while True:
-                for x, y in loader:
-                    x = x.to(device, non_blocking=True)
+                for batch in loader:
+                    x = batch["pixel_values"].to(device, non_blocking=True)
                     if normalize_on_device:  # what train_rating.RatingTrainer does
                         x = processor.normalize(x)
-                    yield x.contiguous(memory_format=torch.channels_last), y.to(device)
+                    yield (
+                        x.contiguous(memory_format=torch.channels_last),
+                        batch["labels"].to(device),
+                    )
 
         stream = batches()
         for _ in range(warmup):

@@ -1,11 +1,9 @@
-"""What every benchmark shares: the machine a figure came from, and a timer."""
+"""What every benchmark shares: the machine a figure came from."""
 
 from __future__ import annotations
 
 import os
 import platform
-import time
-from collections.abc import Callable
 
 
 def machine() -> dict:
@@ -28,15 +26,3 @@ def machine() -> dict:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     return info
-
-
-def best_time(fn: Callable[[], object], repeat: int = 3, warmup: int = 1) -> float:
-    """Seconds of the fastest of `repeat` calls (after `warmup` untimed calls): the least-disturbed run."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)

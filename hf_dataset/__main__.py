@@ -1,25 +1,30 @@
-"""`python -m hf_dataset COMMAND ...`: build, analyze or push a product dataset (see DESIGN.md for the contract)."""
+"""`python -m hf_dataset COMMAND ...`: build, analyze or push a product dataset (see docs/DESIGN.md for the contract)."""
 
 import argparse
 import sys
 
-from . import amazon, analyze, folder, hub, synthetic
+from . import amazon, analyze, cli, folder, hub, synthetic
 from .build import BuildError
 
-# subcommand -> (module with add_arguments(parser) and main(args), one-line help)
-COMMANDS = {
+# Each entry: subcommand -> (module with add_arguments(parser) and main(args), one-line help).
+# A source's main returns the dataset it built; every source then gets the same report, analysis
+# and --push-to-hub (`cli`).
+SOURCES = {
     "synthetic": (synthetic, "procedurally drawn products: the built-in demo and test dataset"),
     "amazon": (
         amazon,
         "Amazon Reviews 2023 item metadata (meta_Amazon_Fashion.jsonl): downloads images",
     ),
     "folder": (folder, "a folder of images plus a CSV (product_id, filename, caption[, rating])"),
+}
+TOOLS = {
     "analyze": (analyze, "look at a saved dataset: distributions, plots, leaks, baselines"),
     "push": (
         hub,
         "upload a built dataset folder (data, card, build report) to the Hugging Face Hub",
     ),
 }
+COMMANDS = {**SOURCES, **TOOLS}
 
 
 def main(argv=None) -> int:
@@ -28,10 +33,14 @@ def main(argv=None) -> int:
     for name, (module, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(sub)
+        if name in SOURCES:
+            cli.add_push_arguments(sub)
     args = parser.parse_args(argv)
     module = COMMANDS[args.command][0]
     try:
-        module.main(args)
+        result = module.main(args)
+        if args.command in SOURCES:
+            cli.finish(args, result)
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

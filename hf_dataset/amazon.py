@@ -26,7 +26,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import BuildError, base_features, check_output, write_dataset
+import datasets
+
+from .build import BuildError, base_features, check_output, source_summary, write_dataset
 from .download import (
     DownloadConfig,
     DownloadFailed,
@@ -269,17 +271,9 @@ def build(
 
     def summarize(dataset) -> dict:
         seconds = timing.get("seconds", 0.0)
-        return {
-            "kept_products": len(
-                {pid for split in dataset.values() for pid in split["product_id"]}
-            ),
-            "dropped_images": dict(sorted(dropped_images.items())),
-            "downloads": {
-                **run.stats.as_dict(),
-                "seconds": round(seconds, 2),
-                "images_per_second": round(total / seconds, 1) if seconds else None,
-            },
-        }
+        rate = round(total / seconds, 1) if seconds else None
+        downloads = {**run.stats.as_dict(), "images_per_second": rate}
+        return source_summary(dataset, {"dropped_images": dropped_images}, seconds, downloads)
 
     report = {
         "source": "amazon",
@@ -414,20 +408,9 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a non-empty output folder"
     )
-    add_push_arguments(parser)
 
 
-def add_push_arguments(parser) -> None:
-    parser.add_argument(
-        "--push-to-hub",
-        metavar="REPO_ID",
-        default=None,
-        help="then upload it to this Hub dataset repo",
-    )
-    parser.add_argument("--private", action="store_true", help="with --push-to-hub: a private repo")
-
-
-def main(args) -> None:
+def main(args) -> datasets.DatasetDict:
     filters = Filters(
         images=args.images,
         min_ratings=args.min_ratings,
@@ -442,7 +425,7 @@ def main(args) -> None:
         max_pixels=args.max_pixels,
         workers=args.workers,
     )
-    dataset = build(
+    return build(
         args.metadata,
         args.output,
         filters=filters,
@@ -450,38 +433,3 @@ def main(args) -> None:
         cache_dir=args.cache_dir,
         overwrite=args.overwrite,
     )
-    print_report(args.output, dataset)
-    finish(args)
-
-
-def print_report(output, dataset) -> None:
-    """A few lines on what was built and what was dropped (the full counts are in the report)."""
-    report = json.loads((Path(output) / "build_report.json").read_text())
-    print(f"\nwrote {output}")
-    for name, split in dataset.items():
-        print(f"  {name:<10} {len(split):>7} rows")
-    for key in ("dropped_records", "dropped_images", "dropped"):
-        if report.get(key):
-            print(
-                f"  {key.replace('_', ' ')}: "
-                + ", ".join(f"{k} {v}" for k, v in report[key].items())
-            )
-    if "downloads" in report:
-        d = report["downloads"]
-        print(
-            f"  downloads: {d['fetched']} fetched, {d['from_cache']} from cache, {d['retries']} retries, "
-            f"{d['images_per_second']} images/s"
-        )
-
-
-def finish(args) -> None:
-    """Analyse the finished dataset into its card; `--push-to-hub`: upload it (a failure leaves it intact)."""
-    from .analyze import analyze, summary_lines
-
-    print(f"\nanalysis (plots and analysis.json in {Path(args.output) / 'analysis'}):")
-    print("\n".join(summary_lines(analyze(args.output, update_card=True))))
-    if args.push_to_hub:
-        from .hub import push_to_hub
-
-        url = push_to_hub(args.output, args.push_to_hub, private=args.private)
-        print(f"pushed to {url}")

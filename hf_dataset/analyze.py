@@ -42,12 +42,20 @@ LEAK_MEANINGS = {
     ),
 }
 
-_WORD = re.compile(r"\w+(?:[-']\w+)*")
+# The caption tokenizer's and the caption metric's words (modeling/tokenization_caption.py,
+# modeling/metrics/caption): OOV counts what the model cannot write. The data layer imports nothing
+# of modeling, so this is a copy, tested to agree (tests/test_analyze.py).
+_WORD = re.compile(r"\w+(?:['’-]\w+)*")
 
 
 def words(caption: str) -> list[str]:
-    """Lower-cased words; hyphenated words such as "t-shirt" stay one word."""
+    """Lower-cased words; inner hyphens and apostrophes stay ("t-shirt", "men’s" are one word)."""
     return _WORD.findall(caption.lower())
+
+
+def _has_text(caption: str | None) -> bool:
+    """The training scripts drop a row whose caption is missing or blank: so do the baselines."""
+    return caption is not None and caption.strip() != ""
 
 
 def _summary(values: np.ndarray) -> dict:
@@ -253,8 +261,6 @@ def _leakage(raw: dict) -> dict:
 
 def _baselines(raw: dict) -> dict:
     """The numbers to beat: the train-mean rating (MAE) and the most common train caption (BLEU)."""
-    import sacrebleu
-
     rating: dict = {"description": "predict the mean train rating for every product"}
     train_ratings = raw.get("train", {}).get("ratings", np.empty(0))
     if len(train_ratings) == 0:
@@ -268,7 +274,7 @@ def _baselines(raw: dict) -> dict:
             )
 
     caption: dict = {"description": "predict the most common train caption for every product"}
-    train_captions = [c for c in raw.get("train", {}).get("captions", []) if c]
+    train_captions = [c for c in raw.get("train", {}).get("captions", []) if _has_text(c)]
     if not train_captions:
         caption["skipped"] = "no captions in the train split"
     else:
@@ -276,13 +282,18 @@ def _baselines(raw: dict) -> dict:
         caption["most_common_train_caption"] = most_common
         caption["train_count"] = times
         for name in ("validation", "test"):
-            references = [c or "" for c in raw.get(name, {}).get("captions", [])]
-            caption[f"{name}_bleu"] = (
-                float(sacrebleu.corpus_bleu([most_common] * len(references), [references]).score)
-                if references
-                else None
-            )
+            references = [c for c in raw.get(name, {}).get("captions", []) if _has_text(c)]
+            caption[f"{name}_bleu"] = _bleu([most_common] * len(references), references)
     return {"rating": rating, "caption": caption}
+
+
+def _bleu(predictions: list[str], references: list[str]) -> float | None:
+    """Corpus BLEU as the caption metric scores it (sacrebleu, case-insensitive); None for no rows."""
+    import sacrebleu
+
+    if not references:
+        return None
+    return float(sacrebleu.corpus_bleu(predictions, [references], lowercase=True).score)
 
 
 # ----------------------------------------------------------------------------------------- plots
@@ -431,7 +442,7 @@ def analyze(
     output_dir: str | os.PathLike | None = None,
     update_card: bool = False,
 ) -> dict:
-    """Analyse a dataset saved with `save_to_disk` (the DESIGN.md contract) and write the report.
+    """Analyse a dataset saved with `save_to_disk` (the docs/DESIGN.md contract) and write the report.
 
     Args:
         dataset_dir: the dataset folder (`python -m hf_dataset SOURCE --output DIR`).
@@ -469,7 +480,7 @@ def analyze(
         "dataset": str(dataset_dir),
         "has_ratings": has_ratings,
         "notes": notes,
-        "tokenization": "lower-cased, split into words by the regex \\w+(?:[-']\\w+)* ('t-shirt' is one word)",
+        "tokenization": f"lower-cased, split into words by the regex {_WORD.pattern} ('t-shirt' is one word)",
         "splits": stats,
         "oov": {
             name: _oov(train_vocabulary, raw[name]["tokens"]) for name in names if name != "train"

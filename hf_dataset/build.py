@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import datasets
@@ -32,7 +32,7 @@ class BuildError(ValueError):
 
 
 def base_features(extra_columns: Iterable[str] = ()) -> datasets.Features:
-    """The dataset contract (DESIGN.md): fixed columns plus source extras kept as strings."""
+    """The dataset contract (docs/DESIGN.md): fixed columns plus source extras kept as strings."""
     features = {
         "product_id": datasets.Value("string"),
         "image": datasets.Image(),
@@ -79,6 +79,30 @@ def _at_least_one(records: Iterable[dict]) -> Iterable[dict]:
         yield record
     if empty:
         raise BuildError("nothing to write: every record was dropped (see the counts above)")
+
+
+def source_summary(
+    dataset: datasets.DatasetDict,
+    dropped: Mapping[str, Mapping[str, int]],
+    seconds: float,
+    downloads: dict | None = None,
+) -> dict:
+    """The report entries a source that reads files or URLs adds once its splits are written.
+
+    Args:
+        dataset: the written splits (`write_dataset` hands them to its `summarize`).
+        dropped: report key -> counts by reason, e.g. `{"dropped": {"missing_file": 2}}`.
+        seconds: the time spent reading the records.
+        downloads: a downloading source's counts; the seconds then go with them.
+    """
+    products = {pid for split in dataset.values() for pid in split["product_id"]}
+    summary: dict = {"kept_products": len(products)}
+    summary.update({key: dict(sorted(counts.items())) for key, counts in dropped.items()})
+    if downloads is None:
+        summary["seconds"] = round(seconds, 2)
+    else:
+        summary["downloads"] = {**downloads, "seconds": round(seconds, 2)}
+    return summary
 
 
 def write_dataset(

@@ -22,8 +22,16 @@ import os
 import time
 from pathlib import Path
 
-from .amazon import add_push_arguments, finish, print_report
-from .build import DEFAULT_MAX_SIDE, BuildError, base_features, check_output, write_dataset
+import datasets
+
+from .build import (
+    DEFAULT_MAX_SIDE,
+    BuildError,
+    base_features,
+    check_output,
+    source_summary,
+    write_dataset,
+)
 from .download import (
     DEFAULT_MAX_PIXELS,
     DownloadFailed,
@@ -161,16 +169,6 @@ def build(
             yield {**record, "image": {"bytes": result, "path": None}}
         timing["seconds"] = time.perf_counter() - start
 
-    def summarize(dataset) -> dict:
-        seconds = timing.get("seconds", 0.0)
-        return {
-            "kept_products": len(
-                {pid for split in dataset.values() for pid in split["product_id"]}
-            ),
-            "dropped": dict(sorted(dropped.items())),
-            "seconds": round(seconds, 2),
-        }
-
     report = {
         "source": "folder",
         "metadata": str(metadata),
@@ -202,7 +200,9 @@ def build(
         report=report,
         card=card,
         overwrite=overwrite,
-        summarize=summarize,
+        summarize=lambda dataset: source_summary(
+            dataset, {"dropped": dropped}, timing.get("seconds", 0.0)
+        ),
     )
 
 
@@ -224,11 +224,10 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a non-empty output folder"
     )
-    add_push_arguments(parser)
 
 
-def main(args) -> None:
-    dataset = build(
+def main(args) -> datasets.DatasetDict:
+    return build(
         args.metadata,
         args.output,
         images=args.images,
@@ -238,5 +237,3 @@ def main(args) -> None:
         workers=args.workers,
         overwrite=args.overwrite,
     )
-    print_report(args.output, dataset)
-    finish(args)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -404,29 +405,11 @@ def add_arguments(parser) -> None:
     )
 
 
-def main(args) -> None:
-    dataset = build(
+def main(args) -> datasets.DatasetDict:
+    return build(
         args.output,
         num_products=args.num_products,
         seed=args.seed,
         image_size=args.image_size,
         overwrite=args.overwrite,
     )
-    print_summary(args.output, dataset)
-
-
-def print_summary(output, dataset) -> None:
-    import json
-    from pathlib import Path
-
-    report = json.loads((Path(output) / "build_report.json").read_text())
-    print(f"\nwrote {output}")
-    for name, split in dataset.items():
-        ratings = [r for r in split["rating"] if r is not None]
-        mean = f"{np.mean(ratings):.2f}" if ratings else "n/a"
-        print(f"  {name:<10} {len(split):>6} products   mean rating {mean}")
-    if "oracle_r2" in report:
-        print(
-            f"  oracle R^2 {report['oracle_r2']} (noise std {report['rating_model']['noise_std']})"
-        )
-    print(f"  example: {dataset['train'][0]['caption']!r}" if len(dataset["train"]) else "")

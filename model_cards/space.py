@@ -30,7 +30,6 @@ def assemble_space(
     *,
     rating_model: str | None,
     caption_model: str | None,
-    space_id: str,
     dataset_id: str | None = None,
     overwrite: bool = False,
 ) -> dict:
@@ -114,7 +113,6 @@ def publish_space(
         folder,
         rating_model=rating_model,
         caption_model=caption_model,
-        space_id=space_id,
         dataset_id=dataset_id,
         overwrite=overwrite or not output,
     )

@@ -27,9 +27,8 @@ class ProductCaptionConfig(PreTrainedConfig):
         hidden_dim (`int`, defaults to 256): LSTM hidden size.
         attention_dim (`int`, defaults to 128): size of the space where encoder tokens and the decoder
             state are compared.
-            These three defaults are the sizes every measured run used (product titles are short and
-            their vocabularies a few thousand words); Show, Attend and Tell's 512-wide decoder is a
-            flag away, at 2-3x the decoder's cost (BENCHMARKS.md).
+            Product titles are short and their vocabularies a few thousand words, so these three stay
+            narrow; Show, Attend and Tell's 512-wide decoder is a flag away (its cost: BENCHMARKS.md).
         context_dim (`int`, *optional*): project the encoder's features to this width once per image,
             before the decoder (its attention, gate and LSTM input then work at this width). None keeps
             the encoder's width; worth setting for wide encoders such as EfficientNet's 1280.

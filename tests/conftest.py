@@ -32,16 +32,8 @@ def tiny_synthetic(tmp_path_factory) -> Path:
 
 def tiny_caption_config(tokenizer, **overrides):
     """A caption model config small enough for any test: timm's test_vit at 32 px, a 32-wide LSTM."""
+    from benchmarks.random_models import TINY_CAPTION_CONFIG
     from modeling import ProductCaptionConfig
 
-    kwargs = dict(
-        encoder_name="test_vit",
-        image_size=32,
-        embed_dim=16,
-        hidden_dim=32,
-        attention_dim=16,
-        vocab_size=len(tokenizer),
-        max_length=12,
-        dropout=0.0,
-    )
+    kwargs = TINY_CAPTION_CONFIG | {"vocab_size": len(tokenizer)}
     return ProductCaptionConfig(**(kwargs | overrides))

@@ -237,6 +237,7 @@ def test_card_names_source_filters_and_license(faulty_build):
 # --- resume -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_fetching_only_what_is_missing(server, shared_data, tmp_path):
     """SIGKILL a build mid-download, rerun it: only the missing images are fetched, and the result
     equals an uninterrupted build."""

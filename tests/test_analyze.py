@@ -12,7 +12,7 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 from hf_dataset import SPLITS, synthetic
-from hf_dataset.analyze import CARD_END, CARD_START, analyze
+from hf_dataset.analyze import CARD_END, CARD_START, analyze, words
 from hf_dataset.build import BuildError
 
 from .conftest import REPO_ROOT
@@ -88,7 +88,9 @@ def test_numbers_match_an_independent_computation(tiny, analysis):
     train_counts = Counter(rows["train"]["caption"])
     assert train_counts[caption["most_common_train_caption"]] == max(train_counts.values())
     test = rows["test"]["caption"]
-    bleu = sacrebleu.corpus_bleu([caption["most_common_train_caption"]] * len(test), [test])
+    bleu = sacrebleu.corpus_bleu(
+        [caption["most_common_train_caption"]] * len(test), [test], lowercase=True
+    )
     assert caption["test_bleu"] == pytest.approx(bleu.score)
 
 
@@ -185,6 +187,52 @@ def test_caption_only_dataset(tiny, tmp_path, capsys):
     assert "caption-only dataset" in capsys.readouterr().out
 
 
+def test_caption_baseline_scores_as_the_caption_metric_does(tiny, tmp_path):
+    """Upper-case train captions (BLEU is case-insensitive there) and blank validation captions (the
+    training scripts drop those rows): the baseline is the one training reports."""
+    from modeling.metrics import constant_caption_baseline
+
+    dataset = datasets.load_from_disk(str(tiny))
+    train = dataset["train"].map(lambda row: {"caption": row["caption"].upper()})
+    blanks = {0: None, 1: "", 2: "   "}
+    validation = dataset["validation"].map(
+        lambda row, i: {"caption": blanks.get(i, row["caption"])}, with_indices=True
+    )
+    path = _save({**dataset, "train": train, "validation": validation}, tmp_path / "mixed")
+
+    baseline = analyze(path)["baselines"]["caption"]
+    references = [c for c in validation["caption"] if c and c.strip()]
+    assert len(references) == len(validation) - len(blanks) > 0
+    expected = constant_caption_baseline(train["caption"], references)
+    assert baseline["most_common_train_caption"] == expected["baseline_caption"]
+    assert baseline["validation_bleu"] == pytest.approx(expected["baseline_bleu"])
+    assert baseline["validation_bleu"] > 0
+
+
+# Apostrophes straight and typographic, hyphens inner and loose, accents, digits, underscores.
+TRICKY = [
+    "Men’s T-Shirt",
+    "rock'n'roll ’quoted’ --double--dash-- x’ 'y",
+    "L'ÉTÉ café_au_lait 100% cotton, 2-in-1!",
+    "women's 3-pack (navy/grey) - size: XL",
+]
+
+
+def test_words_are_the_caption_tokenizer_and_metric_words():
+    """OOV is measured with the words the model writes and the metric scores."""
+    import re
+
+    from modeling import build_caption_tokenizer
+    from modeling.metrics.caption import caption as caption_metric
+
+    backend = build_caption_tokenizer(TRICKY, min_frequency=1).backend_tokenizer
+    for text in TRICKY:
+        pieces = backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))
+        tokenizer_words = [piece for piece, _ in pieces if re.match(r"\w", piece)]
+        assert words(text) == tokenizer_words == caption_metric.words(text), text
+    assert words(TRICKY[0]) == ["men’s", "t-shirt"]
+
+
 def test_some_ratings_missing(tiny, tmp_path):
     dataset = datasets.load_from_disk(str(tiny))
     train = dataset["train"].map(
@@ -217,6 +265,7 @@ def test_card_section_is_replaced_not_duplicated(tiny, tmp_path):
         assert f"](analysis/{file})" in section and (path / "analysis" / file).is_file()
 
 
+@pytest.mark.slow
 def test_cli(tiny, tmp_path):
     ok = subprocess.run(
         [sys.executable, "-m", "hf_dataset", "analyze", str(tiny), "--output", str(tmp_path / "r")],

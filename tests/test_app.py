@@ -29,16 +29,9 @@ from gradio_client.exceptions import AppError
 from PIL import Image, ImageFile
 
 import app
-from modeling import (
-    ProductCaptionModel,
-    ProductCaptionProcessor,
-    ProductImageProcessor,
-    ProductRatingConfig,
-    ProductRatingModel,
-    build_caption_tokenizer,
-)
+from benchmarks.random_models import save_random_models
 
-from .conftest import REPO_ROOT, tiny_caption_config
+from .conftest import REPO_ROOT
 
 CAPTIONS = [
     "red striped t-shirt with a pocket",
@@ -57,35 +50,19 @@ def free_port() -> int:
 
 def save_tiny_models(root: Path) -> dict[str, Path]:
     """A rating and a caption model folder, each with the files training writes beside the weights."""
-    torch.manual_seed(0)
-    rating = ProductRatingModel(
-        ProductRatingConfig(
-            backbone="test_resnet", image_size=32, head_hidden_size=16, initializer_range=1.0
-        )
-    )
-    rating.save_pretrained(root / "rating")
-    ProductImageProcessor.from_timm(rating.backbone, 32).save_pretrained(root / "rating")
-
-    tokenizer = build_caption_tokenizer(CAPTIONS, min_frequency=1, max_length=12)
-    caption = ProductCaptionModel(tiny_caption_config(tokenizer, initializer_range=1.0))
-    caption.save_pretrained(root / "caption")
-    processor = ProductCaptionProcessor(
-        ProductImageProcessor.from_timm(caption.encoder, 32), tokenizer
-    )
-    processor.save_pretrained(root / "caption")
-
+    dirs = save_random_models(root, captions=CAPTIONS, initializer_range=1.0)
     # what the training scripts add: metrics, a plot (rating: top level; caption: plots/), a card
-    (root / "rating" / "eval_results.json").write_text(
+    (dirs["rating"] / "eval_results.json").write_text(
         json.dumps({"mae": 0.51234, "r2": 0.3, "baseline_mae": 0.6, "num_samples": 84})
     )
-    Image.new("RGB", (60, 40), "orange").save(root / "rating" / "loss_curves.png")
-    (root / "rating" / "README.md").write_text(
+    Image.new("RGB", (60, 40), "orange").save(dirs["rating"] / "loss_curves.png")
+    (dirs["rating"] / "README.md").write_text(
         "---\nlicense: apache-2.0\n---\n\n# tiny rating\n\nA test card.\n\n"
         "![loss_curves.png](loss_curves.png)\n"
     )
-    (root / "caption" / "plots").mkdir()
-    Image.new("RGB", (60, 40), "teal").save(root / "caption" / "plots" / "caption_samples.png")
-    return {"rating": root / "rating", "caption": root / "caption"}
+    (dirs["caption"] / "plots").mkdir()
+    Image.new("RGB", (60, 40), "teal").save(dirs["caption"] / "plots" / "caption_samples.png")
+    return dirs
 
 
 @pytest.fixture(scope="session")
@@ -366,6 +343,7 @@ def test_app_imports_nothing_from_this_repository():
     assert imported - allowed <= set(sys.stdlib_module_names) | {"__future__"}, imported - allowed
 
 
+@pytest.mark.slow
 def test_command_line_help_and_missing_models(tmp_path):
     """app.py copied alone into an empty folder (as on a Space) and run three ways, side by side
     (each process spends most of its time importing gradio and transformers)."""
@@ -402,6 +380,7 @@ def test_command_line_help_and_missing_models(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_space_with_one_model_serves_it_alone(tmp_path, model_dirs):
     """The Space folder `model_cards` assembles (app.py, examples, models/caption), run with
     `python app.py` and nothing else: the caption model is found in models/, the rating model is
@@ -409,9 +388,7 @@ def test_a_space_with_one_model_serves_it_alone(tmp_path, model_dirs):
     from model_cards.space import assemble_space
 
     folder = tmp_path / "space"
-    assemble_space(
-        folder, rating_model=None, caption_model=str(model_dirs["caption"]), space_id="me/x"
-    )
+    assemble_space(folder, rating_model=None, caption_model=str(model_dirs["caption"]))
     assert (folder / "models" / "caption" / "config.json").is_file()
     assert sorted(p.name for p in (folder / "examples").glob("*.jpg")) == [
         p.name for p in app.EXAMPLES
@@ -451,6 +428,7 @@ def test_a_space_with_one_model_serves_it_alone(tmp_path, model_dirs):
 # A live server, through gradio_client
 
 
+@pytest.mark.slow
 def test_endpoints_are_named(client):
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
         "/predict",
@@ -459,6 +437,7 @@ def test_endpoints_are_named(client):
     }
 
 
+@pytest.mark.slow
 def test_predict_endpoint(client, models):
     rating, caption, stars, latency = client.predict(
         handle_file(str(app.EXAMPLES[1])), 3, api_name="/predict"
@@ -469,6 +448,7 @@ def test_predict_endpoint(client, models):
     assert "Latency" in latency and "total" in latency
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(BAD))
 def test_bad_input_gives_a_message_and_the_server_stays_up(client, files, kind):
     with pytest.raises(AppError, match=BAD[kind].replace("(", r"\(").replace(")", r"\)")):
@@ -479,6 +459,7 @@ def test_bad_input_gives_a_message_and_the_server_stays_up(client, files, kind):
     assert 1 <= rating <= 5 and caption
 
 
+@pytest.mark.slow
 def test_missing_photo_and_bad_beams_give_messages(client):
     with pytest.raises(AppError, match="no photo"):
         client.predict(None, 3, api_name="/predict")
@@ -486,6 +467,7 @@ def test_missing_photo_and_bad_beams_give_messages(client):
         client.predict(handle_file(str(app.EXAMPLES[0])), 50, api_name="/predict")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", UNUSUAL)
 def test_unusual_images_predict(client, files, models, kind):
     rating, caption, _, _ = client.predict(handle_file(str(files[kind])), 2, api_name="/predict")
@@ -493,6 +475,7 @@ def test_unusual_images_predict(client, files, models, kind):
     assert rating == pytest.approx(expected["rating"], abs=1e-6) and caption == expected["caption"]
 
 
+@pytest.mark.slow
 def test_batch_endpoint(client, models, files, tmp_path):
     archive = tmp_path / "more.zip"
     with zipfile.ZipFile(archive, "w") as z:
@@ -515,6 +498,7 @@ def test_batch_endpoint(client, models, files, tmp_path):
     assert histogram["type"] == "matplotlib" and histogram["plot"].startswith("data:image/")
 
 
+@pytest.mark.slow
 def test_batch_endpoint_with_only_bad_files(client, files):
     with pytest.raises(AppError, match="none of the 2 files could be used"):
         client.predict(
@@ -524,6 +508,7 @@ def test_batch_endpoint_with_only_bad_files(client, files):
         )
 
 
+@pytest.mark.slow
 def test_compare_endpoint_loads_typed_models(client, models, model_dirs):
     uploads = [handle_file(str(p)) for p in app.EXAMPLES[:2]]
     # B is the same folder typed with a trailing slash: a second copy, loaded on demand
@@ -548,6 +533,7 @@ def test_compare_endpoint_loads_typed_models(client, models, model_dirs):
         client.predict(uploads, "", "", "", "", 2, api_name="/compare")
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_requests_are_all_answered_correctly(client, models, files):
     photos = [*app.EXAMPLES, files["grayscale"], files["rgba"], files["cmyk"], files["gif"]]
     expected = {p: app.predict(p, *models, num_beams=2) for p in photos}
@@ -580,6 +566,7 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.mark.slow
 def test_browser_uploads_a_photo_and_sees_rating_and_caption(server, models, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium)")

@@ -1,11 +1,14 @@
 """The benchmark code runs: the CUDA benchmarks' functions on the CPU with tiny models, and the runner."""
 
 import json
+import re
 
 import torch
 
-from benchmarks import bench_gpu
+from benchmarks import bench_app, bench_gpu
 from benchmarks.run import main as run_benchmarks
+
+from .conftest import REPO_ROOT
 
 
 def test_gpu_benchmark_runs_on_cpu_with_tiny_models():
@@ -27,3 +30,10 @@ def test_runner_reports_skips_and_writes_json(tmp_path, capsys):
     else:
         assert code == 0 and results[0]["skipped"] == "not supported on this machine"
     assert "bench_gpu" in capsys.readouterr().out
+
+
+def test_app_benchmark_looks_where_make_demo_writes_its_models():
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    out = re.search(r"^OUT \?= (\S+)$", makefile, re.MULTILINE).group(1)
+    written = re.findall(r"python train_(\w+)\.py .*?--output_dir \$\(OUT\)/(\S+)", makefile)
+    assert {task: REPO_ROOT / out / folder for task, folder in written} == bench_app.DEMO_MODELS

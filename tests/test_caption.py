@@ -221,6 +221,7 @@ def test_save_load_identical(model, processor, images, tmp_path):
     assert not ProductCaptionModel.can_generate()  # our own generate(), not GenerationMixin's
 
 
+@pytest.mark.slow
 def test_trust_remote_code_in_a_clean_process(model, processor, images, tmp_path):
     """Everything loads through the Auto classes with only the saved folder: no project code."""
     model.save_pretrained(tmp_path / "model")
@@ -468,6 +469,7 @@ def test_bad_datasets_give_clear_errors(tiny_synthetic, tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_metrics_of_one(trained, tiny_synthetic, tmp_path):
     """`accelerate launch --cpu --num_processes 2` with half the per-device batch sees the same samples
     per optimiser step as one process, and the loss is normalised by the global token count, so the

@@ -85,6 +85,7 @@ def test_hub_failures_are_one_clear_error():
         hub_call("upload x", offline)
 
 
+@pytest.mark.slow
 def test_publish_space_without_network_fails_cleanly(tmp_path):
     model = tmp_path / "rating"
     model.mkdir()

@@ -22,7 +22,7 @@ from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingMo
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny models gain nothing from threads, and on a busy machine the threads wait on each other
-    (measured here: 15 ms per step with one thread, over 1 s with two while other jobs ran)."""
+    (BENCHMARKS.md)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -156,6 +156,7 @@ def test_auto_classes_load_in_package(tmp_path):
     assert isinstance(processor, ProductImageProcessor) and processor.image_size == 32
 
 
+@pytest.mark.slow
 def test_trust_remote_code_loads_without_this_package(tmp_path):
     model = train_a_little(tiny_model())
     saved = tmp_path / "model"
@@ -391,6 +392,7 @@ def test_clear_errors(case, message, tiny_synthetic, unrated, tmp_path):
         train(dataset, tmp_path / "out", *extra.get(case, []))
 
 
+@pytest.mark.slow
 def test_command_line_errors_are_one_line(tmp_path):
     result = run_script(
         "train_rating.py", "--dataset", tmp_path / "nope", "--output_dir", tmp_path / "out"
@@ -399,6 +401,7 @@ def test_command_line_errors_are_one_line(tmp_path):
     assert result.stderr.strip() == f"error: dataset folder not found: {tmp_path / 'nope'}"
 
 
+@pytest.mark.slow
 def test_accelerate_launch_two_processes(tiny_synthetic, tmp_path):
     result = run_script(
         "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",

@@ -163,6 +163,7 @@ def test_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no output, no staging folder, no cache
 
 
+@pytest.mark.slow
 def test_cli(tmp_path):
     out = tmp_path / "cli"
     run = lambda *extra: subprocess.run(  # noqa: E731
@@ -183,3 +184,26 @@ def test_cli(tmp_path):
     bad = run("--num-products", "0", "--overwrite")
     assert bad.returncode == 2 and "--num-products must be a positive integer" in bad.stderr
     assert (out / "dataset_dict.json").exists()  # the earlier good dataset survived both failures
+
+
+def test_cli_analyses_the_dataset_into_its_card_and_pushes(tmp_path, capsys, monkeypatch):
+    """The synthetic source gets what every source gets: the report, the analysis embedded into the
+    card, and --push-to-hub (offline here: one line, and the dataset it was given stays whole)."""
+    from hf_dataset.__main__ import main
+    from hf_dataset.analyze import CARD_START
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "synthetic"
+    argv = ["synthetic", "--output", str(out), "--num-products", "12", "--image-size", "32"]
+    assert main([*argv, "--push-to-hub", "someone/synthetic", "--private"]) == 2
+    printed, error = capsys.readouterr()
+    assert "oracle R^2" in printed and "baseline rating: train mean" in printed
+    assert (
+        error.strip()
+        .splitlines()[-1]
+        .startswith("error: could not push to the Hub dataset someone/synthetic")
+    )
+    analysis = json.loads((out / "analysis" / "analysis.json").read_text())
+    assert sum(s["num_rows"] for s in analysis["splits"].values()) == 12
+    assert CARD_START in (out / "README.md").read_text()
+    assert sum(len(split) for split in datasets.load_from_disk(str(out)).values()) == 12

@@ -1,7 +1,7 @@
 """Caption metrics as an `evaluate` module, loaded by path: `evaluate.load("modeling/metrics/caption")`.
 
 Kept in the repository because the Hub's metric scripts cannot be downloaded offline. One call gives
-every caption metric the project reports (DESIGN.md keys):
+every caption metric the project reports (the keys of docs/DESIGN.md):
 
 - `bleu`: corpus BLEU-4 by sacrebleu (0-100, 13a tokenisation, case-insensitive because the model
   writes lowercase words), one reference per prediction.

@@ -1,0 +1,49 @@
+"""The dependency rules between this repository's packages (docs/DESIGN.md), read from the source.
+
+The data layer (`hf_dataset`) and the model families (`modeling`) are the bottom of the project:
+the scripts, the app, the cards and the benchmarks build on them, never the other way round, and
+the data layer does not know the models (a dataset is built and analysed without torch models).
+Imports inside functions count too: a lazy import is still a dependency.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO_ROOT
+
+
+def our_modules() -> set[str]:
+    """The top-level names this repository defines: its scripts and its packages."""
+    return {p.stem for p in REPO_ROOT.glob("*.py")} | {
+        p.parent.name for p in REPO_ROOT.glob("*/__init__.py")
+    }
+
+
+def imported(path: Path) -> set[str]:
+    """The top-level names of every absolute import in `path`, wherever it is in the file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}  # fmt: skip
+    names |= {node.module.split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module}  # fmt: skip
+    return names
+
+
+def test_our_modules_are_found():
+    """Without this the rules below would pass on an empty set."""
+    expected = {"app", "train_rating", "train_caption", "evaluate_models", "model_cards",
+                "benchmarks", "modeling", "hf_dataset"}  # fmt: skip
+    assert expected <= our_modules()
+
+
+@pytest.mark.parametrize("package", ["modeling", "hf_dataset"])
+def test_bottom_packages_import_nothing_else_of_ours(package):
+    forbidden = our_modules() - {package}
+    found = {
+        str(path.relative_to(REPO_ROOT)): sorted(imported(path) & forbidden)
+        for path in sorted((REPO_ROOT / package).rglob("*.py"))
+    }
+    assert found, f"no Python file under {package}/"
+    assert not {path: names for path, names in found.items() if names}
