@@ -290,8 +290,8 @@ def encode_split(model, image_processor, split, batch_size, device, desc) -> tor
         collate_fn=lambda r: torch.stack([x["pixel_values"] for x in r]),
     )
     model.eval()
-    # channels_last: oneDNN's convolutions, depthwise ones above all, run faster in that layout
-    # (BENCHMARKS.md); a ViT only sees it in its patch embedding
+    # channels_last: oneDNN's convolutions, depthwise ones above all, run faster in that layout;
+    # a ViT only sees it in its patch embedding
     model.encoder.to(memory_format=torch.channels_last)
     chunks = [
         model.encode(pixels.to(device, memory_format=torch.channels_last)).half().cpu()
