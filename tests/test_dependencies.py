@@ -34,7 +34,7 @@ def imported(path: Path) -> set[str]:
 def test_our_modules_are_found():
     """Without this the rules below would pass on an empty set."""
     expected = {"app", "train_rating", "train_caption", "evaluate_models", "model_cards",
-                "benchmarks", "modeling", "hf_dataset"}  # fmt: skip
+                "benchmarks", "modeling", "hf_dataset", "training"}  # fmt: skip
     assert expected <= our_modules()
 
 
@@ -47,3 +47,13 @@ def test_bottom_packages_import_nothing_else_of_ours(package):
     }
     assert found, f"no Python file under {package}/"
     assert not {path: names for path, names in found.items() if names}
+
+
+def test_training_imports_only_modeling():
+    """The scripts' shared pieces never import a script (nor the app, the cards, the benchmarks)."""
+    forbidden = our_modules() - {"training", "modeling"}
+    found = {
+        str(path.relative_to(REPO_ROOT)): sorted(imported(path) & forbidden)
+        for path in sorted((REPO_ROOT / "training").rglob("*.py"))
+    }
+    assert found and not {path: names for path, names in found.items() if names}

@@ -17,6 +17,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 import evaluate_models
 import train_rating
 from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel
+from training.script import UserError
 
 
 @pytest.fixture(autouse=True)
@@ -318,7 +319,7 @@ def test_resume_from_checkpoint(tiny_synthetic, tmp_path):
     train(tiny_synthetic, tmp_path, "--num_train_epochs", "1")
     first = sorted(p.name for p in tmp_path.glob("checkpoint-*"))
     assert first, "no checkpoint written"
-    with pytest.raises(train_rating.ScriptError, match="holds checkpoints"):
+    with pytest.raises(UserError, match="holds checkpoints"):
         train(tiny_synthetic, tmp_path, "--num_train_epochs", "2")
     train(tiny_synthetic, tmp_path, "--num_train_epochs", "2", "--resume_from_checkpoint", "true")
     state = json.loads(
@@ -388,7 +389,7 @@ def test_clear_errors(case, message, tiny_synthetic, unrated, tmp_path):
         "weights": ["--pretrained_backbone", "nope.pt"],
         "count": ["--min_rating_count", "100000"],
     }
-    with pytest.raises(train_rating.ScriptError, match=message):
+    with pytest.raises(UserError, match=message):
         train(dataset, tmp_path / "out", *extra.get(case, []))
 
 

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from types import SimpleNamespace
 
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-import train_caption
 from modeling import ProductCaptionModel, ProductCaptionProcessor, ProductImageProcessor
 from modeling.backbone import parse_pretrained
 from modeling.metrics import load_metric
+from training.captions import (
+    CaptionRows,
+    cached_features,
+    generate_captions,
+    load_caption_dataset,
+    make_collate,
+)
 
 
 def main() -> None:
@@ -40,25 +45,24 @@ def main() -> None:
     model = ProductCaptionModel.from_pretrained(args.model).eval()
     processor = ProductCaptionProcessor.from_pretrained(args.model)
     image_processor = ProductImageProcessor.from_pretrained(args.model)
-    dataset, _ = train_caption.load_caption_dataset(args.dataset)
-    dataset = {args.split: dataset[args.split]}
-    cache_args = SimpleNamespace(cache_dir=args.cache_dir, per_device_eval_batch_size=128)
+    dataset, _ = load_caption_dataset(args.dataset)
     pretrained = parse_pretrained(args.pretrained_encoder)
-    features = train_caption.cached_features(
-        model, image_processor, dataset, cache_args, accelerator, pretrained, splits=[args.split]
-    )[args.split]
+    features = cached_features(
+        model, image_processor, dataset, accelerator, pretrained,
+        cache_dir=args.cache_dir, batch_size=128, splits=[args.split],
+    )[args.split]  # fmt: skip
     references = list(dataset[args.split]["caption"])
     ids = processor.tokenizer(references, truncation=True)["input_ids"]
-    rows = train_caption.CaptionRows(ids, features=features)
+    rows = CaptionRows(ids, features=features)
     loader = DataLoader(
         rows,
         batch_size=128,
-        collate_fn=train_caption.make_collate(processor.tokenizer.pad_token_id),
+        collate_fn=make_collate(processor.tokenizer.pad_token_id),
     )
     metric = load_metric("caption")
     for beams in args.num_beams:
         for penalty in args.length_penalty if beams > 1 else [1.0]:
-            captions = train_caption.generate_captions(
+            captions = generate_captions(
                 model, loader, accelerator, processor, beams, penalty, desc=f"beams {beams}"
             )
             bleu = metric.compute(predictions=captions, references=references)["bleu"]

@@ -1,11 +1,13 @@
-"""PNG plots for training scripts: curves from a log history, and the views of a rating model's errors.
+"""PNG plots of the training scripts: curves from a log history, the views of a rating model's
+errors, a caption model's history, and one image grid (titled rating samples or captioned images).
 
 Only the training and evaluation scripts use this module (the model files never import it, so a saved
-model does not need matplotlib). Every function writes one PNG and returns its path.
+model does not need matplotlib). Every function writes one PNG through `_save` and returns its path.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -16,11 +18,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(fig, path) -> Path:
+def _save(fig, path, dpi: int = 120) -> Path:
+    """The one way a figure becomes a file: parent folders made, tight layout, closed after."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -130,16 +133,52 @@ def plot_confusion_matrix(y_true, y_pred, path, *, low=1, high=5, title="") -> P
     return _save(fig, path)
 
 
-def plot_image_grid(images, titles, path, *, columns: int = 4, title: str = "") -> Path:
-    """Images (PIL) in a grid, each with its title, e.g. "true 4.3 / predicted 4.2" or a caption."""
+def plot_image_grid(
+    images, titles, path, *, columns: int = 4, title: str = "", bold: bool = False
+) -> Path:
+    """Images (PIL) in a grid, each with its title ("true 4.3 / predicted 4.2", or a caption above
+    the true one), wrapped to fit its cell."""
     images, titles = list(images), list(titles)
     rows = max(1, -(-len(images) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.9 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, text in zip(axes.flat, images, titles, strict=False):
         ax.imshow(image)
-        ax.set_title(text, fontsize=8, wrap=True)
+        ax.set_title(text, fontsize=8, loc="left", fontweight="bold" if bold else "normal")
     if title:
         fig.suptitle(title)
+    return _save(fig, path, dpi=110)
+
+
+def _wrap(text: str, width: int = 34, lines: int = 2) -> str:
+    return "\n".join(textwrap.wrap(text, width)[:lines])
+
+
+def plot_caption_grid(images, predictions, references, path, columns: int = 4) -> Path:
+    """Images with the generated caption (bold) above the true one."""
+    titles = [
+        f"{_wrap(prediction)}\ntrue: {_wrap(reference)}"
+        for prediction, reference in zip(predictions, references, strict=False)
+    ]
+    return plot_image_grid(images, titles, path, columns=columns, bold=True)
+
+
+def plot_caption_history(history: list[dict], path) -> Path:
+    """Train/validation loss and validation BLEU (of generated captions) per epoch, side by side."""
+    epochs = [h["epoch"] for h in history]
+    fig, (loss_ax, bleu_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
+    loss_ax.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy (teacher forcing)", title="Loss")
+    loss_ax.legend()
+    bleu_ax.plot(epochs, [h["val_bleu"] for h in history], marker="o", color="tab:green")
+    best = max(history, key=lambda h: h["val_bleu"])
+    bleu_ax.axvline(
+        best["epoch"], color="grey", linestyle=":", label=f"best: epoch {best['epoch']}"
+    )
+    bleu_ax.set(xlabel="epoch", ylabel="BLEU-4", title="Validation BLEU (greedy captions)")
+    bleu_ax.legend()
+    for ax in (loss_ax, bleu_ax):
+        ax.grid(alpha=0.3)
     return _save(fig, path)

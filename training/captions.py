@@ -1,0 +1,222 @@
+"""The caption model's data pieces, shared by train_caption.py, evaluate_models.py and the studies:
+the checked dataset, the rows and their collate, the encoder-feature cache, and caption generation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .data import SPLITS, drop_empty_captions, load_splits
+from .script import UserError
+
+CACHE_VERSION = 1  # bump when the cached feature layout changes
+
+
+def load_caption_dataset(
+    path: str | Path, splits: Sequence[str] = SPLITS
+) -> tuple[datasets.DatasetDict, dict]:
+    """The dataset's splits, rows with empty captions dropped (and counted per split)."""
+    dataset = load_splits(path, ["image", "caption"], splits)
+    dropped = drop_empty_captions(dataset)
+    if any(len(dataset[s]) == 0 for s in ("train", "validation") if s in splits):
+        raise UserError(f"dataset {path} has no captioned train or validation rows")
+    return dataset, dropped
+
+
+class CaptionRows(Dataset):
+    """Row i of a split: the model input (cached encoder features or an image tensor) and its tokens."""
+
+    def __init__(self, token_ids, features=None, images=None, transform=None):
+        self.token_ids, self.features, self.images, self.transform = (
+            token_ids,
+            features,
+            images,
+            transform,
+        )
+
+    def __len__(self):
+        return len(self.token_ids)
+
+    def __getitem__(self, i):
+        if self.features is not None:
+            inputs = {"encoder_hidden_states": self.features[i].float()}  # (1 + N, D)
+        else:
+            inputs = {"pixel_values": self.transform(self.images[i]["image"])}  # (3, S, S)
+        return {**inputs, "input_ids": self.token_ids[i], "index": i}
+
+
+def make_collate(pad_token_id: int):
+    def collate(rows):
+        batch = {
+            k: torch.stack([r[k] for r in rows])
+            for k in rows[0]
+            if k in ("encoder_hidden_states", "pixel_values")
+        }
+        ids = torch.nn.utils.rnn.pad_sequence(
+            [torch.tensor(r["input_ids"]) for r in rows],
+            batch_first=True,
+            padding_value=pad_token_id,
+        )
+        batch["input_ids"] = ids
+        batch["attention_mask"] = (ids != pad_token_id).long()
+        batch["labels"] = ids.masked_fill(ids == pad_token_id, -100)
+        batch["index"] = torch.tensor([r["index"] for r in rows])
+        return batch
+
+    return collate
+
+
+# ---------------------------------------------------------------- the encoder-feature cache
+
+
+def feature_cache_key(model, image_processor, split: datasets.Dataset, pretrained) -> str:
+    """Everything the cached features depend on: encoder, its weights, the transform and the data.
+    Changing a field or the hashing makes every existing cache stale."""
+    weights = hashlib.sha256()
+    for name, tensor in sorted(model.encoder.state_dict().items()):
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    key = {
+        "version": CACHE_VERSION,
+        "encoder": model.config.encoder_name,
+        "pretrained": str(pretrained),
+        "weights": weights.hexdigest(),
+        "image_processor": image_processor.to_dict(),
+        "dataset": split._fingerprint,
+        "rows": len(split),
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+@torch.inference_mode()
+def encode_split(model, image_processor, split, batch_size, device, desc) -> torch.Tensor:
+    """(rows, 1 + N, D) float16 encoder features of a split, eval transform, no augmentation."""
+    rows = CaptionRows(
+        [[]] * len(split),
+        images=split.select_columns(["image"]),
+        transform=image_processor.eval_transform(),
+    )
+    loader = DataLoader(
+        rows,
+        batch_size=batch_size,
+        collate_fn=lambda r: torch.stack([x["pixel_values"] for x in r]),
+    )
+    model.eval()
+    # channels_last: oneDNN's convolutions, depthwise ones above all, run faster in that layout;
+    # a ViT only sees it in its patch embedding
+    model.encoder.to(memory_format=torch.channels_last)
+    chunks = [
+        model.encode(pixels.to(device, memory_format=torch.channels_last)).half().cpu()
+        for pixels in tqdm(loader, desc=desc)
+    ]
+    model.encoder.to(memory_format=torch.contiguous_format)
+    return torch.cat(chunks)
+
+
+def default_cache_dir() -> Path:
+    from huggingface_hub.constants import HF_HOME
+
+    return Path(HF_HOME) / "product_caption_features"
+
+
+def cached_features(
+    model,
+    image_processor,
+    dataset,
+    accelerator,
+    pretrained,
+    *,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 128,
+    splits: Sequence[str] = SPLITS,
+) -> dict[str, torch.Tensor]:
+    """Encoder features of each split, from the disk cache or computed once (on the main process).
+
+    `cache_dir` defaults to `$HF_HOME/product_caption_features`; `batch_size` is the encoding batch."""
+    cache_dir = Path(cache_dir or default_cache_dir())
+    features = {}
+    for split in splits:
+        key = feature_cache_key(model, image_processor, dataset[split], pretrained)
+        path = cache_dir / f"{split}-{key}.safetensors"
+        with accelerator.main_process_first():
+            if not path.is_file():
+                if not accelerator.is_main_process:
+                    raise RuntimeError(f"feature cache {path} was not written by the main process")
+                tensor = encode_split(
+                    model,
+                    image_processor,
+                    dataset[split],
+                    batch_size,
+                    accelerator.device,
+                    f"encoding {split}",
+                )
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                save_file({"features": tensor.contiguous()}, tmp)
+                os.replace(tmp, path)  # a half-written cache file never has the final name
+            else:
+                accelerator.print(f"{split}: encoder features from cache {path}")
+            features[split] = load_file(path)["features"]
+    return features
+
+
+# ---------------------------------------------------------------- generation and loss
+
+
+@torch.no_grad()
+def generate_captions(
+    model, loader, accelerator, processor, num_beams=1, length_penalty=1.0, desc="generating"
+) -> list[str]:
+    """Generated captions for every row of `loader`'s split, in row order.
+
+    With an `accelerator` (a prepared loader) they are gathered from all processes; with None the
+    loop runs in this process, on the model's device."""
+    model.eval()
+    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+    device = next(unwrapped.parameters()).device
+    show = accelerator.is_local_main_process if accelerator is not None else True
+    captions, indices = [], []
+    for batch in tqdm(loader, desc=desc, disable=not show, leave=False):
+        inputs = {
+            k: batch[k].to(device) for k in ("pixel_values", "encoder_hidden_states") if k in batch
+        }
+        ids = unwrapped.generate(
+            **inputs,
+            num_beams=num_beams,
+            length_penalty=length_penalty,
+            max_new_tokens=unwrapped.config.max_length - 1,
+        )
+        index = batch["index"]
+        if accelerator is not None:
+            pad = unwrapped.config.pad_token_id
+            ids = accelerator.pad_across_processes(ids, dim=1, pad_index=pad)
+            ids, index = accelerator.gather_for_metrics((ids, index))
+        captions += processor.batch_decode(ids.cpu())
+        indices += index.cpu().tolist()
+    order = sorted(range(len(indices)), key=indices.__getitem__)
+    return [captions[i] for i in order]
+
+
+@torch.no_grad()
+def mean_loss(model, loader, accelerator) -> float:
+    """The mean of the batches' losses over every process.
+
+    Each process has one scalar per batch: `gather` (not `gather_for_metrics`, whose truncation of
+    the last batch's padding counts samples, not processes) collects one value per process."""
+    model.eval()
+    total, count = 0.0, 0
+    for batch in loader:
+        batch = {k: v for k, v in batch.items() if k != "index"}
+        loss = model(**batch).loss
+        losses = accelerator.gather(loss.detach()[None])  # (num_processes,)
+        total, count = total + losses.sum().item(), count + losses.numel()
+    return total / max(1, count)
