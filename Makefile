@@ -28,7 +28,7 @@ demo: sync
 		--backbone test_resnet --pretrained_backbone false --image_size 64 \
 		--num_train_epochs 15 --learning_rate 3e-3
 	# caption model: no Hub weights offline, so a tiny timm CNN trained end to end at 64 px (README)
-	OMP_NUM_THREADS=$(DEMO_THREADS) $(RUN) python train_caption.py --dataset $(OUT)/dataset --output_dir $(OUT)/caption \
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(RUN) python train_caption.py --dataset $(OUT)/dataset --output_dir $(OUT)/caption --overwrite_output_dir \
 		--encoder test_resnet --pretrained_encoder false --freeze_encoder false --image_size 64 \
 		--embed_dim 128 --hidden_dim 256 --attention_dim 128 --per_device_train_batch_size 32 \
 		--learning_rate 3e-3 --num_train_epochs $(CAPTION_EPOCHS) --early_stopping_patience 6
@@ -46,8 +46,7 @@ catalog: sync
 	fi
 	$(RUN) python -m hf_dataset folder --metadata $(CATALOG_DATA)/metadata.csv --images $(CATALOG_DATA)/images \
 		--output $(CATALOG_OUT)/dataset --overwrite
-	rm -rf $(CATALOG_OUT)/caption  # a fresh run: train_caption.py would otherwise mix in old checkpoints
-	$(RUN) python train_caption.py --dataset $(CATALOG_OUT)/dataset --output_dir $(CATALOG_OUT)/caption \
+	$(RUN) python train_caption.py --dataset $(CATALOG_OUT)/dataset --output_dir $(CATALOG_OUT)/caption --overwrite_output_dir \
 		--cache_dir $(CATALOG_OUT)/feature_cache $(CATALOG_ARGS)
 	@echo "catalogue caption model, results and card in $(CATALOG_OUT)/caption"
 

@@ -1,5 +1,9 @@
 """The scripts' shared package `training/`, and the defects fixed when the scripts moved onto it."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,8 +14,10 @@ from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingMo
 from training import precision
 from training.captions import mean_loss
 from training.checkpoints import guard_output_dir
-from training.data import load_splits, nonempty_caption_filter
+from training.data import has_caption, load_splits
 from training.script import UserError, command_line, first_line, run_script
+
+REPO = Path(__file__).resolve().parent.parent
 
 # --- one user-error type, one way to report it --------------------------------------------------
 
@@ -67,15 +73,21 @@ def test_load_splits_checks_folder_splits_and_columns(tiny_synthetic, tmp_path):
         load_splits(tmp_path / "empty", ["image"])
 
 
-def test_the_caption_filter_hashes_as_the_scripts_did():
-    """The feature cache's key holds each split's fingerprint after this filter: this is the hash
-    the filter had in `python train_caption.py` runs before the move, so their caches stay valid
-    (datasets and Python as pinned in uv.lock)."""
+@pytest.mark.slow
+def test_the_caption_filter_hashes_the_same_from_any_entry_point():
+    """The feature cache's key holds each split's fingerprint after this filter, so a script run and
+    an importer (tests, docs/studies) must hash it alike."""
     from datasets.fingerprint import Hasher
 
-    keep = nonempty_caption_filter()
-    assert [keep(c) for c in ("a", " ", "", None)] == [True, False, False, False]
-    assert Hasher.hash(keep) == "95e58cdf0e3d7952"
+    assert [has_caption(c) for c in ("a", " ", "", None)] == [True, False, False, False]
+    script = (
+        "from datasets.fingerprint import Hasher; from training.data import has_caption; "
+        "print(Hasher.hash(has_caption))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.split()[-1] == Hasher.hash(has_caption)
 
 
 # --- precision (a) ----------------------------------------------------------------------------------

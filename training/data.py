@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import types
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,36 +53,19 @@ def rated(split: datasets.Dataset) -> tuple[datasets.Dataset, int]:
     return split.select(keep, keep_in_memory=True), len(split) - len(keep)
 
 
-# The caption filter exactly as train_caption.py wrote it inline until the scripts shared this
-# package, compiled from that text. `datasets` hashes a filter's code (columns included), qualified
-# name and module into the filtered split's fingerprint, and the caption feature cache's key holds
-# that fingerprint: compiled this way, with the module a script run has (`__main__`), the filter
-# hashes as it did in `python train_caption.py` runs, so the caches those runs wrote stay valid.
-_SCRIPT_FILTER_SOURCE = """
-def load_caption_dataset(path):
-    for split in dataset:
-        dataset[split] = dataset[split].filter(
-            lambda caption: caption is not None and caption.strip() != "", input_columns="caption"
-        )
-"""
-
-
-def nonempty_caption_filter():
-    """`caption -> caption is not None and caption.strip() != ""`, hashed by `datasets` as the
-    filter of earlier `train_caption.py` runs was (see `_SCRIPT_FILTER_SOURCE`)."""
-    module = compile(_SCRIPT_FILTER_SOURCE, "train_caption.py", "exec")
-    (function,) = [c for c in module.co_consts if isinstance(c, types.CodeType)]
-    (code,) = [c for c in function.co_consts if isinstance(c, types.CodeType)]
-    return types.FunctionType(code, {"__name__": "__main__"})
+def has_caption(caption: str | None) -> bool:
+    # A module-level function, not a lambda in a script: `datasets` hashes a filter's code and module
+    # into the filtered split's fingerprint, which the feature cache's key holds, so the key must
+    # not depend on whether a script or an importer ran the filter.
+    return caption is not None and caption.strip() != ""
 
 
 def drop_empty_captions(dataset: datasets.DatasetDict) -> dict[str, int]:
     """Drops (in place) the rows of every split whose caption is missing or blank; returns the
     number dropped per split."""
-    keep = nonempty_caption_filter()
     dropped = {}
     for split in dataset:
         before = len(dataset[split])
-        dataset[split] = dataset[split].filter(keep, input_columns="caption")
+        dataset[split] = dataset[split].filter(has_caption, input_columns="caption")
         dropped[split] = before - len(dataset[split])
     return dropped

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from types import SimpleNamespace
 
 from accelerate import Accelerator
 
-import train_caption
 from modeling import ProductCaptionConfig, ProductCaptionModel, ProductImageProcessor
 from modeling.metrics import load_metric
 from training.baselines import compare_with_retrieval
+from training.captions import cached_features, load_caption_dataset
 
 
 def main() -> None:
@@ -38,10 +37,14 @@ def main() -> None:
     ).eval()
     model.load_pretrained_encoder(args.pretrained_encoder)
     image_processor = ProductImageProcessor.from_timm(model.encoder, args.image_size)
-    dataset, _ = train_caption.load_caption_dataset(args.dataset)
-    cache_args = SimpleNamespace(cache_dir=args.cache_dir, per_device_eval_batch_size=128)
-    features = train_caption.cached_features(
-        model, image_processor, dataset, cache_args, Accelerator(), args.pretrained_encoder
+    dataset, _ = load_caption_dataset(args.dataset)
+    features = cached_features(
+        model,
+        image_processor,
+        dataset,
+        Accelerator(),
+        args.pretrained_encoder,
+        cache_dir=args.cache_dir,
     )
     metric, train = load_metric("caption"), list(dataset["train"]["caption"])
     for split in ("validation", "test"):
