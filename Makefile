@@ -27,7 +27,7 @@ demo: sync
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(RUN) python train_rating.py --dataset $(OUT)/dataset --output_dir $(OUT)/rating --overwrite_output_dir \
 		--backbone test_resnet --pretrained_backbone false --image_size 64 \
 		--num_train_epochs 15 --learning_rate 3e-3
-	# caption model: no Hub weights offline, so a tiny timm CNN trained end to end at 64 px (README)
+	# caption model: a tiny timm CNN trained end to end at 64 px (README)
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(RUN) python train_caption.py --dataset $(OUT)/dataset --output_dir $(OUT)/caption --overwrite_output_dir \
 		--encoder test_resnet --pretrained_encoder false --freeze_encoder false --image_size 64 \
 		--embed_dim 128 --hidden_dim 256 --attention_dim 128 --per_device_train_batch_size 32 \
