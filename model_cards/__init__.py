@@ -1,6 +1,6 @@
 """Model cards filled from real results, and publishing models and the Space to the Hugging Face Hub."""
 
-from .card import describe_dataset, update_model_card, write_model_card
+from .card import describe_dataset, update_model_card, weights_line, write_model_card
 from .hub import PublishError, hub_call, push_model
 from .space import assemble_space, publish_space
 
@@ -12,5 +12,6 @@ __all__ = [
     "publish_space",
     "push_model",
     "update_model_card",
+    "weights_line",
     "write_model_card",
 ]

