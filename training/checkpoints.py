@@ -25,7 +25,9 @@ def save_checkpoint(accelerator, output_dir: Path, epoch: int, state: dict) -> N
     """`save_state` into a temporary folder, renamed when complete; keeps the latest and the best."""
     final = Path(output_dir) / "checkpoints" / f"epoch_{epoch}"
     tmp = final.with_name(final.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)  # every process writes its own random state into it
     accelerator.save_state(tmp)
+    accelerator.wait_for_everyone()  # no rename while another process is still writing
     if accelerator.is_main_process:
         (tmp / "training_state.json").write_text(json.dumps(state, indent=2))
         shutil.rmtree(final, ignore_errors=True)
