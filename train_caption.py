@@ -21,6 +21,7 @@ caption): `eval_results.json` and plots.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import time
@@ -44,7 +45,7 @@ from modeling import (
     build_caption_tokenizer,
 )
 from modeling.backbone import parse_pretrained
-from modeling.metrics import constant_caption_baseline, load_metric, metric_path
+from modeling.metrics import constant_caption_baseline, metric_path
 from training.baselines import compare_with_retrieval
 from training.captions import (
     CaptionRows,
@@ -326,8 +327,14 @@ def train_one_epoch(model, loader, optimizer, scheduler, accelerator, epoch, max
     return accelerator.gather(mean).mean().item()
 
 
+@functools.cache
+def caption_metric():
+    """The caption metric, loaded once per run (every epoch's validation and the test use it)."""
+    return evaluate.load(METRIC_PATH)
+
+
 def caption_metrics(predictions, references) -> dict:
-    return evaluate.load(METRIC_PATH).compute(predictions=predictions, references=references)
+    return caption_metric().compute(predictions=predictions, references=references)
 
 
 def evaluate_split(model, loader, accelerator, processor, references) -> tuple[float, float]:
@@ -490,7 +497,7 @@ def evaluate_best(run: Run, state: dict, dataset, features, args) -> tuple[dict,
     results.update(
         constant_caption_baseline(dataset["train"]["caption"], references),
         **compare_with_retrieval(
-            load_metric("caption"),
+            caption_metric(),
             dataset["train"]["caption"],
             references,
             predictions,
