@@ -1,4 +1,4 @@
-"""App: single-photo latency (p50, p95) of `app.predict`: decode + rating + caption, as a user waits.
+"""App: single-photo latency (p50, p95) of `serving.predict`: decode + rating + caption, as a user waits.
 
 Uses the models `make demo` trained (outputs/demo/rating, outputs/demo/caption) when they
 exist; otherwise random-weight models with the training scripts' default architectures (a ResNet-50
@@ -20,29 +20,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import app
+import serving
 from modeling import ProductCaptionConfig
 
 from .common import machine
 from .random_models import save_random_models
 
-DEMO = app.HERE / "outputs" / "demo"
+DEMO = serving.models.HERE / "outputs" / "demo"
 # Where `make demo` writes its models (the Makefile's `--output_dir $(OUT)/...`).
 DEMO_MODELS = {"rating": DEMO / "rating", "caption": DEMO / "caption"}
 
 
 def latencies(rating, caption, photo: Path, num_beams: int, runs: int) -> dict[str, np.ndarray]:
     for _ in range(2):  # warm-up: first calls allocate and pick kernels
-        app.predict(photo, rating, caption, num_beams=num_beams)
+        serving.predict(photo, rating, caption, num_beams=num_beams)
     results = [
-        app.predict(photo, rating, caption, num_beams=num_beams)["latency_ms"] for _ in range(runs)
+        serving.predict(photo, rating, caption, num_beams=num_beams)["latency_ms"]
+        for _ in range(runs)
     ]
     return {key: np.array([r[key] for r in results]) for key in results[0]}
 
 
 def run(quick: bool = False) -> dict:
     runs = 5 if quick else 20
-    photo = app.EXAMPLES[0]
+    photo = serving.EXAMPLES[0]
     with tempfile.TemporaryDirectory() as tmp:
         if not quick and all(folder.is_dir() for folder in DEMO_MODELS.values()):
             folders = DEMO_MODELS
@@ -56,8 +57,8 @@ def run(quick: bool = False) -> dict:
                 f"+ LSTM {ProductCaptionConfig.hidden_dim}), 224 px"
             )
         start = time.perf_counter()
-        rating = app.load_model("rating", folders["rating"])
-        caption = app.load_model("caption", folders["caption"])
+        rating = serving.load_model("rating", folders["rating"])
+        caption = serving.load_model("caption", folders["caption"])
         load_s = time.perf_counter() - start
         threads = torch.get_num_threads()
         beam3 = latencies(rating, caption, photo, 3, runs)
@@ -67,13 +68,13 @@ def run(quick: bool = False) -> dict:
             one_thread = latencies(rating, caption, photo, 3, runs)
         finally:
             torch.set_num_threads(threads)
-        words = len(app.predict(photo, None, caption, num_beams=3)["caption"].split())
+        words = len(serving.predict(photo, None, caption, num_beams=3)["caption"].split())
 
     def pct(values, q):
         return round(float(np.percentile(values, q)), 1)
 
     return {
-        "name": "app: single-photo latency, rating + caption (app.predict)",
+        "name": "app: single-photo latency, rating + caption (serving.predict)",
         "machine": machine(),
         "models": which,
         "photo": photo.name,

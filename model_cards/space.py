@@ -1,7 +1,7 @@
 """Assemble the Gradio Space folder (app, requirements, README front matter, models) and upload it.
 
-The Space runs `app.py` alone, without this repository: models load with `from_pretrained` and
-`trust_remote_code=True`. A model given as a local folder is copied into `models/rating` or
+The Space runs `app.py` and `serving/` alone, without the rest of this repository: models load with
+`from_pretrained` and `trust_remote_code=True`. A model given as a local folder is copied into `models/rating` or
 `models/caption` inside the Space (where `app.py` looks first); a model given as a Hub id is named in
 the front matter and passed to the app as a Space variable (`RATING_MODEL`, `CAPTION_MODEL`).
 """
@@ -19,7 +19,7 @@ from huggingface_hub import HfApi, SpaceCard, SpaceCardData
 from .hub import LEFTOVERS, PublishError, hub_call
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# What app.py imports, pinned to the versions this project is tested with.
+# What app.py and serving/ import, pinned to the versions this project is tested with.
 REQUIREMENTS = ["gradio", "transformers", "timm", "torch", "torchvision", "tokenizers", "huggingface_hub",
                 "safetensors", "pillow", "numpy", "pandas", "matplotlib"]  # fmt: skip
 VARIABLES = {"rating": "RATING_MODEL", "caption": "CAPTION_MODEL"}
@@ -48,6 +48,9 @@ def assemble_space(
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
     shutil.copy2(app, output / "app.py")
+    shutil.copytree(
+        REPO_ROOT / "serving", output / "serving", ignore=shutil.ignore_patterns("__pycache__")
+    )
     for example in sorted((REPO_ROOT / "examples").glob("*.jpg")):  # the app's example photos
         (output / "examples").mkdir(exist_ok=True)
         shutil.copy2(example, output / "examples" / example.name)

@@ -1,4 +1,4 @@
-"""app.py: image checks, the prediction functions, a live server driven by gradio_client (every
+"""app.py and serving/: image checks, the prediction functions, a live server driven by gradio_client (every
 endpoint, every bad input, 50 concurrent requests), the CLI, and a real headless Chromium.
 
 Models are tiny (timm `test_resnet` / `test_vit`, 32 px) with random weights, saved and loaded back
@@ -28,7 +28,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageFile
 
-import app
+import serving
 from benchmarks.random_models import save_random_models
 
 from .conftest import REPO_ROOT
@@ -40,6 +40,7 @@ CAPTIONS = [
     "orange polka dot shorts with buttons",
 ]
 CHROMIUM = Path("/usr/bin/chromium")
+MAX_SIDE = 384  # the longest side photos are shrunk to (modeling/image_processing.py)
 
 
 def free_port() -> int:
@@ -72,7 +73,7 @@ def model_dirs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def models(model_dirs):
-    return app.load_model("rating", model_dirs["rating"]), app.load_model(
+    return serving.load_model("rating", model_dirs["rating"]), serving.load_model(
         "caption", model_dirs["caption"]
     )
 
@@ -80,8 +81,8 @@ def models(model_dirs):
 @pytest.fixture(scope="session")
 def server(models):
     """The app on 127.0.0.1 (a free port), in this process, for the whole session."""
-    demo = app.create_app(*models)
-    _, url, _ = app.launch(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
+    demo = serving.create_app(*models)
+    _, url, _ = serving.launch(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
     yield url
     demo.close()
 
@@ -106,13 +107,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
     (d / "notes.txt").write_text("not a photo\n")
     out["text"] = d / "notes.txt"
     full = io.BytesIO()
-    Image.open(app.EXAMPLES[0]).save(full, format="JPEG", quality=90)
+    Image.open(serving.EXAMPLES[0]).save(full, format="JPEG", quality=90)
     (d / "truncated.jpg").write_bytes(full.getvalue()[: len(full.getvalue()) // 2])
     out["truncated"] = d / "truncated.jpg"
     # 12,000 x 12,000 pixels, 1 bit each: a PNG of a few KB that would be 432 MB decoded as RGB
     out["huge"] = write_png(d / "huge.png", Image.new("1", (12_000, 12_000)))
     # unusual but valid: each must predict
-    out["grayscale"] = write_png(d / "gray.png", Image.open(app.EXAMPLES[1]).convert("L"))
+    out["grayscale"] = write_png(d / "gray.png", Image.open(serving.EXAMPLES[1]).convert("L"))
     rgba = Image.new("RGBA", (40, 30), (0, 0, 255, 0))  # fully transparent blue -> white
     rgba.paste((200, 30, 40, 255), (10, 10, 30, 20))
     out["rgba"] = write_png(d / "rgba.png", rgba)
@@ -141,48 +142,53 @@ UNUSUAL = ["grayscale", "rgba", "cmyk", "16bit", "gif"]
 # Images
 
 
-def test_unusual_images_are_converted_correctly(files):
-    rgba = np.asarray(app.load_image(files["rgba"]))
+def test_unusual_images_are_converted_correctly(files, models):
+    reader = models[0]  # photos are read by the served model's own image processor
+    rgba = np.asarray(reader.load_image(files["rgba"]))
     assert rgba.shape == (30, 40, 3)
     assert tuple(rgba[0, 0]) == (255, 255, 255)  # transparent -> white, not black or blue
     assert tuple(rgba[15, 20]) == (200, 30, 40)
-    gray16 = np.asarray(app.load_image(files["16bit"]))
+    gray16 = np.asarray(reader.load_image(files["16bit"]))
     # 16-bit values scaled to 8 bits (Pillow's own convert would clip all but the first column to 255)
     assert np.allclose(gray16[0, :, 0], np.linspace(0, 255, 64), atol=1)
     assert (gray16[..., 0] == gray16[..., 2]).all()
-    assert tuple(np.asarray(app.load_image(files["cmyk"]))[5, 5]) == pytest.approx(
+    assert tuple(np.asarray(reader.load_image(files["cmyk"]))[5, 5]) == pytest.approx(
         (255, 0, 0), abs=3
     )
-    assert tuple(np.asarray(app.load_image(files["gif"]))[5, 5]) == pytest.approx(
+    assert tuple(np.asarray(reader.load_image(files["gif"]))[5, 5]) == pytest.approx(
         (200, 30, 40), abs=8
     )
-    assert app.load_image(files["grayscale"]).mode == "RGB"
+    assert reader.load_image(files["grayscale"]).mode == "RGB"
 
 
-def test_exif_rotation_and_size_cap(tmp_path):
+def test_exif_rotation_and_size_cap(tmp_path, models):
+    reader = models[0]
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     Image.new("RGB", (800, 400), "white").save(tmp_path / "phone.jpg", exif=exif)
-    image = app.load_image(tmp_path / "phone.jpg")
-    assert image.size == (app.MAX_SIDE // 2, app.MAX_SIDE)  # upright, longest side capped at 384
+    image = reader.load_image(tmp_path / "phone.jpg")
+    assert image.size == (MAX_SIDE // 2, MAX_SIDE)  # upright, longest side capped at 384
 
 
 @pytest.mark.parametrize("kind", list(BAD))
-def test_bad_files_are_refused_with_a_clear_message(files, kind):
-    with pytest.raises(app.InputError, match=BAD[kind].replace("(", r"\(").replace(")", r"\)")):
-        app.load_image(files[kind])
+def test_bad_files_are_refused_with_a_clear_message(files, kind, models):
+    reader = models[0]
+    with pytest.raises(serving.InputError, match=BAD[kind].replace("(", r"\(").replace(")", r"\)")):
+        reader.load_image(files[kind])
 
 
-def test_huge_image_is_refused_before_decoding(files, monkeypatch):
+def test_huge_image_is_refused_before_decoding(files, monkeypatch, models):
+    reader = models[0]
+
     def no_decoding(self):
         raise AssertionError("the image was decoded")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
-    with pytest.raises(app.InputError, match=r"\(144 megapixels\); the limit is 64"):
-        app.load_image(files["huge"])
+    with pytest.raises(serving.InputError, match=r"\(144 megapixels\); the limit is 64"):
+        reader.load_image(files["huge"])
     # and a photo just under the limit passes the check (then decodes)
     monkeypatch.undo()
-    assert app.load_image(files["huge"], max_pixels=144 * 10**6).size == (384, 384)
+    assert reader.load_image(files["huge"], max_pixels=144 * 10**6).size == (384, 384)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -191,12 +197,12 @@ def test_huge_image_is_refused_before_decoding(files, monkeypatch):
 
 def test_predict(models):
     rating_model, caption_model = models
-    result = app.predict(app.EXAMPLES[0], rating_model, caption_model, num_beams=3)
+    result = serving.predict(serving.EXAMPLES[0], rating_model, caption_model, num_beams=3)
     assert 1.0 <= result["rating"] <= 5.0
     assert isinstance(result["caption"], str) and result["caption"]
     assert set(result["latency_ms"]) == {"decode", "rating", "caption", "total"}
     # the same photo through the models directly, as their own processors prepare it
-    image = app.load_image(app.EXAMPLES[0])
+    image = rating_model.load_image(serving.EXAMPLES[0])
     with torch.no_grad():
         pixels = rating_model.processor(image)["pixel_values"]
         assert result["rating"] == pytest.approx(rating_model.model(pixels).predictions.item())
@@ -204,42 +210,46 @@ def test_predict(models):
             caption_model.processor(images=image)["pixel_values"], num_beams=3
         )
     assert result["caption"] == caption_model.processor.batch_decode(ids)[0]
-    assert "rating" in app.latency_text(result) and "3 beams" in app.latency_text(result)
+    assert "rating" in serving.render.latency_text(
+        result
+    ) and "3 beams" in serving.render.latency_text(result)
 
 
 def test_predict_with_one_model(models):
     rating_model, caption_model = models
-    only_caption = app.predict(app.EXAMPLES[0], None, caption_model)
+    only_caption = serving.predict(serving.EXAMPLES[0], None, caption_model)
     assert only_caption["rating"] is None and only_caption["caption"]
     assert "rating" not in only_caption["latency_ms"]
-    assert app.predict(app.EXAMPLES[0], rating_model, None)["caption"] is None
+    assert serving.predict(serving.EXAMPLES[0], rating_model, None)["caption"] is None
 
 
 @pytest.mark.parametrize("beams", [0, 9, 2.5, None, "3", float("nan")])
 def test_beam_size_is_checked(models, beams):
-    with pytest.raises(app.InputError, match="beam size"):
-        app.predict(app.EXAMPLES[0], *models, num_beams=beams)
+    with pytest.raises(serving.InputError, match="beam size"):
+        serving.predict(serving.EXAMPLES[0], *models, num_beams=beams)
 
 
 def test_batch_matches_one_at_a_time_and_reports_bad_files(models, files, tmp_path):
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as z:
-        for path in app.EXAMPLES[:2]:
+        for path in serving.EXAMPLES[:2]:
             z.write(path, f"shop/{path.name}")
         z.writestr("__MACOSX/shop/._x.jpg", b"resource fork")  # skipped
         z.writestr("shop/readme.txt", "not a photo")
-    table = app.predict_batch([archive, app.EXAMPLES[2], files["empty"]], *models, num_beams=2)
+    table = serving.predict_batch(
+        [archive, serving.EXAMPLES[2], files["empty"]], *models, num_beams=2
+    )
     assert list(table.columns) == ["file", "rating", "caption", "error"]
     assert list(table["file"]) == [
-        f"photos.zip/shop/{app.EXAMPLES[0].name}",
-        f"photos.zip/shop/{app.EXAMPLES[1].name}",
+        f"photos.zip/shop/{serving.EXAMPLES[0].name}",
+        f"photos.zip/shop/{serving.EXAMPLES[1].name}",
         "photos.zip/shop/readme.txt",
-        app.EXAMPLES[2].name,
+        serving.EXAMPLES[2].name,
         "empty.jpg",
     ]
     assert "not an image" in table["error"][2] and "empty" in table["error"][4]
-    for row, path in zip([0, 1, 3], app.EXAMPLES[:3], strict=True):
-        single = app.predict(path, *models, num_beams=2)  # batched = one at a time
+    for row, path in zip([0, 1, 3], serving.EXAMPLES[:3], strict=True):
+        single = serving.predict(path, *models, num_beams=2)  # batched = one at a time
         assert table["rating"][row] == pytest.approx(single["rating"], abs=1e-5)
         assert table["caption"][row] == single["caption"]
         assert table["error"][row] == ""
@@ -247,19 +257,19 @@ def test_batch_matches_one_at_a_time_and_reports_bad_files(models, files, tmp_pa
 
 
 def test_batch_limits(models, files, monkeypatch):
-    with pytest.raises(app.InputError, match="none of the 2 files"):
-        app.predict_batch([files["empty"], files["text"]], *models)
-    with pytest.raises(app.InputError, match="no files"):
-        app.predict_batch([], *models)
-    monkeypatch.setattr(app, "MAX_BATCH_IMAGES", 2)
-    with pytest.raises(app.InputError, match="limit is 2"):
-        app.predict_batch(app.EXAMPLES[:3], *models)
+    with pytest.raises(serving.InputError, match="none of the 2 files"):
+        serving.predict_batch([files["empty"], files["text"]], *models)
+    with pytest.raises(serving.InputError, match="no files"):
+        serving.predict_batch([], *models)
+    monkeypatch.setattr(serving.images, "MAX_BATCH_IMAGES", 2)
+    with pytest.raises(serving.InputError, match="limit is 2"):
+        serving.predict_batch(serving.EXAMPLES[:3], *models)
 
 
 def test_compare_same_model_twice_agrees(models):
     rating_model, caption_model = models
-    table = app.compare_models(
-        app.EXAMPLES,
+    table = serving.compare_models(
+        serving.EXAMPLES,
         {"rating A": rating_model, "rating B": rating_model, "caption A": caption_model},
         num_beams=2,
     )
@@ -276,48 +286,48 @@ def test_compare_same_model_twice_agrees(models):
 
 def test_compare_models_are_loaded_once_and_kept(models, model_dirs, monkeypatch):
     rating_model, _ = models
-    cache = app.ModelCache([rating_model], capacity=1)
+    cache = serving.ModelCache([rating_model], capacity=1)
     assert cache.get("rating", rating_model.source) is rating_model  # served: never reloaded
     typed = f"{model_dirs['rating']}/"
     first = cache.get("rating", typed)
     assert first is not rating_model and cache.get("rating", typed) is first
     cache.get("caption", str(model_dirs["caption"]))  # capacity 1: the typed rating model goes
     assert cache.get("rating", typed) is not first
-    monkeypatch.setattr(app, "ALLOW_TYPED_HUB_IDS", False)  # as on a public Space
-    with pytest.raises(app.ModelError, match="only local folders"):
+    monkeypatch.setattr(serving.models, "ALLOW_TYPED_HUB_IDS", False)  # as on a public Space
+    with pytest.raises(serving.ModelError, match="only local folders"):
         cache.get("rating", "someone/some-model")
 
 
 def test_model_info_shows_card_metrics_and_plots(models):
-    rating_info = app.model_info(models[0])
+    rating_info = serving.render.model_info(models[0])
     assert rating_info["card"].startswith("# tiny rating") and "license" not in rating_info["card"]
     assert "![" not in rating_info["card"]  # plots go to the gallery
     assert ["mae", 0.5123] in rating_info["metrics"]
     assert [p.name for p in rating_info["plots"]] == ["loss_curves.png"]
-    caption_info = app.model_info(models[1])
+    caption_info = serving.render.model_info(models[1])
     assert [p.name for p in caption_info["plots"]] == ["caption_samples.png"]
     assert caption_info["card"] == "" and caption_info["metrics"] == []
 
 
 def test_loading_the_wrong_kind_of_model_says_so(model_dirs, tmp_path):
-    with pytest.raises(app.ModelError, match="'product_caption' model, not a rating model"):
-        app.load_model("rating", model_dirs["caption"])
-    with pytest.raises(app.ModelError, match="could not load the caption model"):
-        app.load_model("caption", tmp_path / "nothing-here")
+    with pytest.raises(serving.ModelError, match="'product_caption' model, not a rating model"):
+        serving.load_model("rating", model_dirs["caption"])
+    with pytest.raises(serving.ModelError, match="could not load the caption model"):
+        serving.load_model("caption", tmp_path / "nothing-here")
 
 
 def test_model_resolution_order(monkeypatch, tmp_path):
-    monkeypatch.setattr(app, "HERE", tmp_path)
+    monkeypatch.setattr(serving.models, "HERE", tmp_path)
     monkeypatch.delenv("RATING_MODEL", raising=False)
-    assert app.resolve_model("rating") is None
+    assert serving.resolve_model("rating") is None
     for folder in ("outputs/demo/rating", "models/rating"):  # later ones take precedence
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / "config.json").write_text("{}")
-        assert app.resolve_model("rating") == str(tmp_path / folder)
+        assert serving.resolve_model("rating") == str(tmp_path / folder)
     monkeypatch.setenv("RATING_MODEL", "user/rating-from-env")
-    assert app.resolve_model("rating") == "user/rating-from-env"
-    assert app.resolve_model("rating", "user/rating-from-flag") == "user/rating-from-flag"
-    assert "make demo" in app.missing_model_hint("caption")
+    assert serving.resolve_model("rating") == "user/rating-from-env"
+    assert serving.resolve_model("rating", "user/rating-from-flag") == "user/rating-from-flag"
+    assert "make demo" in serving.missing_model_hint("caption")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -329,25 +339,41 @@ def _env(**extra) -> dict:
     return env | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": ""} | extra
 
 
-def test_app_imports_nothing_from_this_repository():
-    """A Space runs app.py alone: it may import only these packages and the standard library."""
+@pytest.mark.parametrize(
+    "path",
+    [
+        "app.py",
+        *sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "serving").glob("*.py")),
+    ],
+)
+def test_app_and_serving_import_nothing_else_from_this_repository(path):
+    """A Space runs app.py and serving/ alone: they may import only these packages, the standard
+    library and (app.py) serving itself; inside serving/ only relative imports are ours."""
     import ast
 
     allowed = {"gradio", "transformers", "torch", "PIL", "numpy", "pandas", "matplotlib",
-               "huggingface_hub"}  # fmt: skip
-    tree = ast.parse((REPO_ROOT / "app.py").read_text())
+               "huggingface_hub", "serving"}  # fmt: skip
+    tree = ast.parse((REPO_ROOT / path).read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}  # fmt: skip
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module}  # fmt: skip
+                 if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module}  # fmt: skip
+    if path.startswith("serving"):
+        allowed.discard("serving")
     assert imported - allowed <= set(sys.stdlib_module_names) | {"__future__"}, imported - allowed
+
+
+def test_the_import_guard_sees_serving():
+    """Without this the test above would pass on a missing package."""
+    assert len(list((REPO_ROOT / "serving").glob("*.py"))) >= 5
 
 
 @pytest.mark.slow
 def test_command_line_help_and_missing_models(tmp_path):
-    """app.py copied alone into an empty folder (as on a Space) and run three ways, side by side
-    (each process spends most of its time importing gradio and transformers)."""
+    """app.py and serving/ copied alone into an empty folder (as on a Space) and run three ways, side
+    by side (each process spends most of its time importing gradio and transformers)."""
     shutil.copy(REPO_ROOT / "app.py", tmp_path / "app.py")
+    shutil.copytree(REPO_ROOT / "serving", tmp_path / "serving")
     runs = {
         "help": ["--help"],
         "no model": [],
@@ -391,7 +417,7 @@ def test_a_space_with_one_model_serves_it_alone(tmp_path, model_dirs):
     assemble_space(folder, rating_model=None, caption_model=str(model_dirs["caption"]))
     assert (folder / "models" / "caption" / "config.json").is_file()
     assert sorted(p.name for p in (folder / "examples").glob("*.jpg")) == [
-        p.name for p in app.EXAMPLES
+        p.name for p in serving.EXAMPLES
     ]
     port = free_port()
     process = subprocess.Popen(
@@ -414,7 +440,7 @@ def test_a_space_with_one_model_serves_it_alone(tmp_path, model_dirs):
                     pytest.fail(f"the app did not start:\n{process.stdout.read()[-3000:]}")
                 time.sleep(0.5)
         rating, caption, stars, _ = Client(url, verbose=False).predict(
-            handle_file(str(folder / "examples" / app.EXAMPLES[0].name)), 2, api_name="/predict"
+            handle_file(str(folder / "examples" / serving.EXAMPLES[0].name)), 2, api_name="/predict"
         )
         assert rating is None and stars == "" and isinstance(caption, str) and caption
     finally:
@@ -440,9 +466,9 @@ def test_endpoints_are_named(client):
 @pytest.mark.slow
 def test_predict_endpoint(client, models):
     rating, caption, stars, latency = client.predict(
-        handle_file(str(app.EXAMPLES[1])), 3, api_name="/predict"
+        handle_file(str(serving.EXAMPLES[1])), 3, api_name="/predict"
     )
-    expected = app.predict(app.EXAMPLES[1], *models, num_beams=3)
+    expected = serving.predict(serving.EXAMPLES[1], *models, num_beams=3)
     assert rating == pytest.approx(expected["rating"], abs=1e-6) and caption == expected["caption"]
     assert f"{expected['rating']:.2f}" in stars and "★" in stars
     assert "Latency" in latency and "total" in latency
@@ -454,7 +480,7 @@ def test_bad_input_gives_a_message_and_the_server_stays_up(client, files, kind):
     with pytest.raises(AppError, match=BAD[kind].replace("(", r"\(").replace(")", r"\)")):
         client.predict(handle_file(str(files[kind])), 3, api_name="/predict")
     rating, caption, _, _ = client.predict(
-        handle_file(str(app.EXAMPLES[0])), 1, api_name="/predict"
+        handle_file(str(serving.EXAMPLES[0])), 1, api_name="/predict"
     )
     assert 1 <= rating <= 5 and caption
 
@@ -464,14 +490,14 @@ def test_missing_photo_and_bad_beams_give_messages(client):
     with pytest.raises(AppError, match="no photo"):
         client.predict(None, 3, api_name="/predict")
     with pytest.raises(AppError):  # gradio's slider refuses it before our function runs
-        client.predict(handle_file(str(app.EXAMPLES[0])), 50, api_name="/predict")
+        client.predict(handle_file(str(serving.EXAMPLES[0])), 50, api_name="/predict")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", UNUSUAL)
 def test_unusual_images_predict(client, files, models, kind):
     rating, caption, _, _ = client.predict(handle_file(str(files[kind])), 2, api_name="/predict")
-    expected = app.predict(files[kind], *models, num_beams=2)
+    expected = serving.predict(files[kind], *models, num_beams=2)
     assert rating == pytest.approx(expected["rating"], abs=1e-6) and caption == expected["caption"]
 
 
@@ -479,13 +505,13 @@ def test_unusual_images_predict(client, files, models, kind):
 def test_batch_endpoint(client, models, files, tmp_path):
     archive = tmp_path / "more.zip"
     with zipfile.ZipFile(archive, "w") as z:
-        z.write(app.EXAMPLES[3], app.EXAMPLES[3].name)
-    uploads = [*app.EXAMPLES[:3], archive, files["text"]]
+        z.write(serving.EXAMPLES[3], serving.EXAMPLES[3].name)
+    uploads = [*serving.EXAMPLES[:3], archive, files["text"]]
     summary, table, csv_path, histogram = client.predict(
         [handle_file(str(p)) for p in uploads], 2, api_name="/batch"
     )
     got = pd.DataFrame(table["data"], columns=table["headers"])
-    expected = app.predict_batch(uploads, *models, num_beams=2)
+    expected = serving.predict_batch(uploads, *models, num_beams=2)
     assert list(got["file"]) == list(expected["file"]) and list(got["caption"]) == list(
         expected["caption"]
     )
@@ -510,7 +536,7 @@ def test_batch_endpoint_with_only_bad_files(client, files):
 
 @pytest.mark.slow
 def test_compare_endpoint_loads_typed_models(client, models, model_dirs):
-    uploads = [handle_file(str(p)) for p in app.EXAMPLES[:2]]
+    uploads = [handle_file(str(p)) for p in serving.EXAMPLES[:2]]
     # B is the same folder typed with a trailing slash: a second copy, loaded on demand
     summary, table = client.predict(
         uploads, str(model_dirs["rating"]), f"{model_dirs['rating']}/", str(model_dirs["caption"]), "", 2,
@@ -535,8 +561,8 @@ def test_compare_endpoint_loads_typed_models(client, models, model_dirs):
 
 @pytest.mark.slow
 def test_fifty_concurrent_requests_are_all_answered_correctly(client, models, files):
-    photos = [*app.EXAMPLES, files["grayscale"], files["rgba"], files["cmyk"], files["gif"]]
-    expected = {p: app.predict(p, *models, num_beams=2) for p in photos}
+    photos = [*serving.EXAMPLES, files["grayscale"], files["rgba"], files["cmyk"], files["gif"]]
+    expected = {p: serving.predict(p, *models, num_beams=2) for p in photos}
 
     def ask(i):
         photo = photos[i % len(photos)]
@@ -571,7 +597,7 @@ def test_browser_uploads_a_photo_and_sees_rating_and_caption(server, models, tmp
     if not CHROMIUM.exists():
         pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    uploaded, example = (app.predict(p, *models, num_beams=3) for p in app.EXAMPLES[:3:2])
+    uploaded, example = (serving.predict(p, *models, num_beams=3) for p in serving.EXAMPLES[:3:2])
     assert uploaded["caption"] != example["caption"]
 
     def predict_and_read(page, expected) -> tuple[str, str]:
@@ -595,7 +621,7 @@ def test_browser_uploads_a_photo_and_sees_rating_and_caption(server, models, tmp
         try:
             page = browser.new_page()
             page.goto(server, wait_until="networkidle")
-            page.set_input_files("#photo input[type=file]", str(app.EXAMPLES[0]))
+            page.set_input_files("#photo input[type=file]", str(serving.EXAMPLES[0]))
             page.wait_for_selector("#photo img", timeout=30_000)  # the upload is shown
             rating_text, caption_text = predict_and_read(page, uploaded)
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)

@@ -1,0 +1,168 @@
+"""The served models: found (flag, environment, default folders), loaded once, kept for comparisons."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
+
+from .images import MAX_PIXELS, InputError
+
+HERE = Path(__file__).resolve().parent.parent  # the folder holding app.py (a Space's root)
+TASKS = ("rating", "caption")
+MODEL_TYPES = {"rating": "product_rating", "caption": "product_caption"}
+ENV_VARS = {"rating": "RATING_MODEL", "caption": "CAPTION_MODEL"}
+DEFAULT_FOLDERS = {
+    "rating": ("models/rating", "outputs/demo/rating"),
+    "caption": ("models/caption", "outputs/demo/caption"),
+}
+TRAIN_HINTS = {
+    "rating": "python train_rating.py --dataset DIR --output_dir outputs/demo/rating",
+    "caption": "accelerate launch train_caption.py --dataset DIR --output_dir outputs/demo/caption",
+}
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU Space uses its GPU
+
+# Comparing a typed Hub id runs that repository's code (trust_remote_code=True). On your own machine
+# that is your call; on a public Space any visitor could make it run any code, so a Space compares
+# only local folders and the models it serves, unless its owner sets ALLOW_HUB_MODELS=1.
+ALLOW_TYPED_HUB_IDS = "SPACE_ID" not in os.environ or os.environ.get("ALLOW_HUB_MODELS") == "1"
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be found or loaded, or is not the kind asked for."""
+
+
+class ServedModel:
+    """A model (folder or Hub id) and its processor, loaded once, the model in eval mode."""
+
+    task: str
+    processor_class: type
+
+    def __init__(self, source: str):
+        self.source = str(source)
+        self.model = _load(AutoModel, self.source, self.task).eval().to(DEVICE)
+        self.processor = _load(self.processor_class, self.source, self.task)
+        self.image_processor = getattr(self.processor, "image_processor", self.processor)
+        if not hasattr(self.image_processor, "load_image"):
+            raise ModelError(
+                f"{self.source} was saved by an older version of this project (its image processor "
+                "has no load_image): save it again with the current code"
+            )
+
+    def load_image(
+        self, source: str | io.BytesIO, name: str | None = None, max_pixels: int = MAX_PIXELS
+    ) -> Image.Image:
+        """A photo read as this model's own image processor reads it (checks, RGB, size cap)."""
+        try:
+            return self.image_processor.load_image(source, name=name, max_pixels=max_pixels)
+        except ValueError as error:  # the processor's UnreadableImageError names the file
+            raise InputError(str(error)) from None
+
+
+class RatingModel(ServedModel):
+    """A `product_rating` model and its image processor. Call it on RGB images to get ratings in [1, 5]."""
+
+    task, processor_class = "rating", AutoImageProcessor
+
+    @torch.inference_mode()
+    def __call__(self, images: list[Image.Image]) -> list[float]:
+        pixel_values = self.processor(images)["pixel_values"].to(DEVICE)  # (B, 3, S, S)
+        return self.model(pixel_values=pixel_values).predictions.tolist()  # (B,)
+
+
+class CaptionModel(ServedModel):
+    """A `product_caption` model and its processor (image processor + tokenizer). Call it on RGB images
+    to get product titles; `num_beams=1` is greedy decoding."""
+
+    task, processor_class = "caption", AutoProcessor
+
+    @torch.inference_mode()
+    def __call__(self, images: list[Image.Image], num_beams: int = 3) -> list[str]:
+        pixel_values = self.processor(images=images)["pixel_values"].to(DEVICE)  # (B, 3, S, S)
+        ids = self.model.generate(pixel_values=pixel_values, num_beams=num_beams)  # (B, 1 + L)
+        return self.processor.batch_decode(ids, skip_special_tokens=True)
+
+
+MODEL_CLASSES = {"rating": RatingModel, "caption": CaptionModel}
+
+
+def _load(auto_class, source: str, task: str):
+    """`auto_class.from_pretrained(source)` with the model's own code; any failure is one line."""
+    looks_like_a_path = source.startswith((".", "/", "~")) or source.count("/") > 1  # not a Hub id
+    if looks_like_a_path and not Path(source).exists():
+        raise ModelError(f"could not load the {task} model {source}: no such folder")
+    try:
+        if auto_class is AutoModel:  # check the kind before loading any weights
+            model_type = AutoConfig.from_pretrained(source, trust_remote_code=True).model_type
+            if model_type != MODEL_TYPES[task]:
+                raise ModelError(
+                    f"{source} is a {model_type!r} model, not a {task} model ({MODEL_TYPES[task]!r})"
+                )
+        return auto_class.from_pretrained(source, trust_remote_code=True)
+    except ModelError:
+        raise
+    except Exception as error:  # unknown Hub id, offline, corrupt files, ...: all one line
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        reason = lines[0] if lines else type(error).__name__
+        raise ModelError(f"could not load the {task} model {source}: {reason}") from None
+
+
+def load_model(task: str, source: str | Path) -> RatingModel | CaptionModel:
+    return MODEL_CLASSES[task](str(source))
+
+
+def resolve_model(task: str, flag: str | None = None) -> str | None:
+    """Where the `task` model comes from: the flag, its environment variable, then the default folders."""
+    if flag:
+        return flag
+    if os.environ.get(ENV_VARS[task]):
+        return os.environ[ENV_VARS[task]]
+    for folder in DEFAULT_FOLDERS[task]:
+        if (HERE / folder / "config.json").is_file():
+            return str(HERE / folder)
+    return None
+
+
+def missing_model_hint(task: str) -> str:
+    folders = " or ".join(f"`{f}`" for f in DEFAULT_FOLDERS[task])
+    return (
+        f"No {task} model: none given (`--{task}_model PATH_OR_ID` or `{ENV_VARS[task]}`) and none in "
+        f"{folders}. Train the demo's with `make demo`, or your own with `{TRAIN_HINTS[task]}`."
+    )
+
+
+class ModelCache:
+    """Models for the Compare tab, loaded on demand and kept by (task, source). The served models are
+    always there; of the others, the `capacity` most recently used are kept."""
+
+    def __init__(self, served: Iterable[RatingModel | CaptionModel], capacity: int = 4):
+        self.served = {(m.task, m.source): m for m in served}
+        self.capacity = capacity
+        self._loaded: OrderedDict[tuple[str, str], RatingModel | CaptionModel] = OrderedDict()
+        self._lock = threading.Lock()  # one load at a time; a model is loaded once
+
+    def get(self, task: str, source: str) -> RatingModel | CaptionModel:
+        key = (task, source)
+        if key in self.served:
+            return self.served[key]
+        with self._lock:
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            if not ALLOW_TYPED_HUB_IDS and not Path(source).is_dir():
+                raise ModelError(
+                    f"{source}: this Space compares only local folders and the models it serves "
+                    "(loading a Hub id would run that repository's code)"
+                )
+            model = load_model(task, source)
+            self._loaded[key] = model
+            while len(self._loaded) > self.capacity:
+                self._loaded.popitem(last=False)
+            return model
