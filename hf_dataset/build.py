@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import datasets
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageOps
 
 from .card import write_dataset_card
 from .splits import SPLITS, split_for
@@ -45,9 +46,35 @@ def base_features(extra_columns: Iterable[str] = ()) -> datasets.Features:
     return datasets.Features(features)
 
 
+def to_rgb(image: Image.Image, background=(255, 255, 255)) -> Image.Image:
+    """Any PIL image as upright 8-bit RGB, a new image: EXIF orientation applied, the first frame of
+    an animation, 16/32-bit and float grayscale scaled (Pillow's `convert` clips them), transparency
+    over white (product photos' background; `convert` drops it onto black).
+
+    A copy of `modeling/image_processing.to_rgb` (the data layer imports no model code), tested to
+    give the same pixels (`tests/test_image_processing.py`).
+    """
+    if getattr(image, "is_animated", False):
+        image.seek(0)
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I") or image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        if image.mode == "F":
+            peak = 1.0 if array.max() <= 1.0 else 255.0
+        else:
+            peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).round().astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        image = image.convert("RGBA")
+        canvas = Image.new("RGBA", image.size, background + (255,))
+        image = Image.alpha_composite(canvas, image)
+    return image.convert("RGB")
+
+
 def encode_image(image: Image.Image, max_side: int = DEFAULT_MAX_SIDE) -> bytes:
-    """RGB, longest side capped at `max_side`, JPEG q90: cheap to decode when the data loader feeds a GPU."""
-    image = image.convert("RGB")
+    """RGB (`to_rgb`), longest side capped at `max_side`, JPEG q90: cheap to decode when the data
+    loader feeds a GPU."""
+    image = to_rgb(image)
     if max(image.size) > max_side:
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()

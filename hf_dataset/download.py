@@ -3,8 +3,9 @@
 Every image goes through the same steps: download (per-request timeout; retries with exponential
 backoff on timeouts, connection errors and 5xx, none on other 4xx), verify (it must decode fully;
 non-images and truncated files are rejected), refuse decompression bombs (a pixel limit read from
-the header, before anything is decoded), convert to RGB (transparency over white), cap the longest
-side and re-encode as JPEG q90 (`build.encode_image`).
+the header, before anything is decoded), make it upright 8-bit RGB (`build.to_rgb`: EXIF orientation,
+16-bit scaled, transparency over white), cap the longest side and re-encode as JPEG q90
+(`build.encode_image`).
 
 The result is written atomically (temporary file + rename) into a cache keyed by a hash of the URL
 and the size cap, so a killed run resumes without downloading again and never leaves a half-written
@@ -102,12 +103,7 @@ def process_image(data: bytes, max_side: int, max_pixels: int = DEFAULT_MAX_PIXE
         raise DownloadFailed("too_large", str(error)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DownloadFailed("invalid_image", f"{type(error).__name__}: {error}") from None
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        # Transparent product cut-outs go on white, as on a shop page (not on black).
-        rgba = image.convert("RGBA")
-        image = Image.new("RGB", rgba.size, (255, 255, 255))
-        image.paste(rgba, mask=rgba.getchannel("A"))
-    return encode_image(image, max_side=max_side)
+    return encode_image(image, max_side=max_side)  # RGB, upright, transparency over white
 
 
 class ImageCache:

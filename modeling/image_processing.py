@@ -1,4 +1,8 @@
-"""One image pipeline for training, evaluation and the app, saved as `preprocessor_config.json`.
+"""One image pipeline for training, evaluation and the app, saved with each model.
+
+Photos are read and made RGB in one place, `load_image` / `to_rgb` (16-bit, float, CMYK, palette,
+transparency, EXIF orientation, animations); the dataset builder keeps a copy tested to agree
+(`hf_dataset/build.py`), since the data layer imports no model code.
 
 Product photos are letterboxed, not cropped or squashed: the longest side is resized to `image_size`
 and the rest is padded with white (the usual product-photo background), so the whole garment stays in
@@ -10,9 +14,14 @@ purpose: colour is part of both the caption and the rating.
 
 from __future__ import annotations
 
+import io
+import os
+import warnings
+from pathlib import Path
+
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import v2
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
@@ -21,15 +30,90 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
+# Photos are refused above this many pixels before they are decoded: a small PNG can declare
+# 12,000 x 12,000 pixels (432 MB of RGB), a decompression bomb.
+MAX_PIXELS = 64 * 10**6
+# The datasets store photos with their longest side capped at 384 px (`hf_dataset`), so the models
+# were trained on such images; photos loaded for inference are shrunk the same way.
+MAX_SIDE = 384
+
+
+class UnreadableImageError(ValueError):
+    """A photo that cannot be used (empty, not an image, truncated, too large); the message names it."""
+
+
+def load_image(
+    source: str | os.PathLike | bytes | io.BytesIO | Image.Image,
+    *,
+    name: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+    max_side: int | None = MAX_SIDE,
+) -> Image.Image:
+    """A photo (path, bytes or PIL image) -> upright 8-bit RGB, longest side at most `max_side`.
+
+    Raises `UnreadableImageError` for empty, non-image, truncated and oversized files, checked from
+    the header before anything is decoded. Unusual but valid photos are converted by `to_rgb`.
+    """
+    if isinstance(source, Image.Image):
+        return _shrink(to_rgb(source), max_side)
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    if isinstance(source, io.BytesIO):
+        name, size = name or "the photo", source.getbuffer().nbytes
+    elif Path(source).is_file():
+        name, size = name or Path(source).name, Path(source).stat().st_size
+    else:
+        raise UnreadableImageError(f"{name or source} not found")
+    if size == 0:
+        raise UnreadableImageError(f"{name} is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+            opened = Image.open(source)  # reads the header only
+    except Image.DecompressionBombError as error:  # Pillow's own limit, twice MAX_IMAGE_PIXELS
+        raise UnreadableImageError(f"{name} is too large ({error})") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise UnreadableImageError(
+            f"{name} is not an image that can be read (JPEG, PNG, WebP, GIF, ...)"
+        ) from None
+    with opened as image:  # closes the file, animations' included
+        width, height = image.size
+        if width * height > max_pixels:
+            raise UnreadableImageError(
+                f"{name} is {width:,} x {height:,} pixels ({width * height / 1e6:.0f} megapixels); "
+                f"the limit is {max_pixels / 1e6:.0f} megapixels: resize it and try again"
+            )
+        try:
+            if max_side:  # JPEG only: decode at the smallest scale (1/2 ... 1/8) still >= max_side
+                image.draft("RGB", (max_side, max_side))
+            image.load()
+        except Exception as error:  # truncated or corrupt data shows only while decoding
+            raise UnreadableImageError(f"{name} is truncated or corrupt ({error})") from None
+        rgb = to_rgb(image)  # a new image: the file can close
+    return _shrink(rgb, max_side)
+
+
+def _shrink(image: Image.Image, max_side: int | None) -> Image.Image:
+    if max_side and max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return image
+
+
 def to_rgb(image: Image.Image, background=(255, 255, 255)) -> Image.Image:
-    """Any PIL image as 8-bit RGB: first frame of animations, alpha over white, 16-bit scaled down."""
+    """Any PIL image as upright 8-bit RGB, a new image: EXIF orientation applied, the first frame of
+    an animation, 16/32-bit and float grayscale scaled (Pillow's `convert` clips them), transparency
+    over white (product photos' background; `convert` drops it onto black)."""
     if getattr(image, "is_animated", False):
         image.seek(0)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I") or image.mode == "F":
         array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8), mode="L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        if image.mode == "F":
+            peak = 1.0 if array.max() <= 1.0 else 255.0
+        else:
+            peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).round().astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         image = image.convert("RGBA")
         canvas = Image.new("RGBA", image.size, background + (255,))
         image = Image.alpha_composite(canvas, image)
@@ -49,6 +133,7 @@ class ProductImageProcessor(BaseImageProcessor):
     """
 
     model_input_names = ["pixel_values"]
+    load_image = staticmethod(load_image)  # the one photo loader: training data, the app, pipelines
 
     def __init__(
         self,
@@ -129,7 +214,8 @@ class ProductImageProcessor(BaseImageProcessor):
         return lambda image: to_tensor(augment(self.letterbox(image)))
 
     def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
-        """Images (one or a list: PIL, HWC uint8 arrays or CHW uint8 tensors) -> `pixel_values` (B, 3, S, S)."""
+        """Images (one or a list: paths, PIL images, HWC uint8 arrays or CHW uint8 tensors) ->
+        `pixel_values` (B, 3, S, S)."""
         if not isinstance(images, list | tuple):
             images = [images]
         transform = self.eval_transform()
@@ -140,6 +226,8 @@ class ProductImageProcessor(BaseImageProcessor):
 def _as_pil(image) -> Image.Image:
     if isinstance(image, Image.Image):
         return image
+    if isinstance(image, str | os.PathLike | bytes):
+        return load_image(image)
     if isinstance(image, torch.Tensor):
         image = (
             image.permute(1, 2, 0).numpy()

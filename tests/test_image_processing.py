@@ -1,11 +1,15 @@
+import io
+
 import numpy as np
 import pytest
 import timm
 import torch
 from PIL import Image
 
+from hf_dataset import build as dataset_build
+from hf_dataset.download import process_image
 from modeling.backbone import create_backbone, load_backbone_weights, parse_pretrained
-from modeling.image_processing import ProductImageProcessor, to_rgb
+from modeling.image_processing import ProductImageProcessor, load_image, to_rgb
 
 
 def test_letterbox_keeps_proportions_and_pads_white():
@@ -66,6 +70,66 @@ def test_to_rgb_handles_modes(mode, make):
         assert rgb.getpixel((0, 0)) == (255, 255, 255)
     if mode == "I;16":  # 16-bit full scale -> 8-bit full scale, not clipped garbage
         assert rgb.getpixel((0, 0)) == (255, 255, 255)
+
+
+def _encoded(image: Image.Image, format: str, **save) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **save)
+    return buffer.getvalue()
+
+
+def tricky_photos() -> dict[str, bytes]:
+    """Valid photos that Pillow's own `convert("RGB")` gets wrong, as files a user would upload."""
+    ramp = np.tile(np.linspace(0, 65535, 48), (32, 1)).astype(np.uint16)
+    rgba = Image.new("RGBA", (48, 32), (0, 0, 255, 0))  # transparent blue: must become white
+    rgba.paste((200, 30, 40, 255), (10, 8, 30, 24))
+    palette = rgba.convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    palette.info["transparency"] = palette.getpixel((0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    wide = Image.new("RGB", (48, 32), "white")
+    wide.paste((20, 120, 200), (0, 0, 12, 32))  # a blue band on the left: on top once upright
+    return {
+        "I;16": _encoded(Image.fromarray(ramp), "PNG"),
+        "I": _encoded(Image.fromarray(ramp.astype(np.int32)), "TIFF"),
+        "F": _encoded(Image.fromarray(ramp.astype(np.float32) / 65535), "TIFF"),
+        "CMYK": _encoded(Image.new("CMYK", (48, 32), (0, 255, 255, 0)), "JPEG", quality=95),
+        "P+transparency": _encoded(palette, "PNG"),
+        "LA": _encoded(rgba.convert("LA"), "PNG"),
+        "EXIF-rotated": _encoded(wide, "JPEG", quality=95, exif=exif),
+    }
+
+
+@pytest.mark.parametrize("kind", list(tricky_photos()))
+def test_dataset_building_and_the_processor_read_photos_alike(kind):
+    """The dataset builder keeps a copy of `to_rgb` (it imports no model code): the same pixels as
+    the model's, and a built dataset image (JPEG q90) is the photo the processor loads."""
+    data = tricky_photos()[kind]
+    loaded = load_image(data)
+    assert loaded.mode == "RGB"
+    assert np.array_equal(
+        np.asarray(dataset_build.to_rgb(Image.open(io.BytesIO(data)))), np.asarray(loaded)
+    )
+    built = np.asarray(Image.open(io.BytesIO(process_image(data, max_side=384))), dtype=float)
+    assert built.shape == np.asarray(loaded).shape
+    assert np.abs(built - np.asarray(loaded, dtype=float)).mean() < 3  # JPEG q90 rounding only
+    if kind == "EXIF-rotated":
+        assert loaded.size == (32, 48) and loaded.getpixel((16, 2))[2] > 150  # upright: blue on top
+    if kind in ("P+transparency", "LA"):
+        assert loaded.getpixel((0, 0)) == (255, 255, 255)  # transparency over white
+    if kind in ("I;16", "I", "F"):  # the full 16-bit range scaled to 0-255, not clipped to white
+        row = np.asarray(loaded)[0, :, 0].astype(float)
+        assert row[0] <= 1 and row[-1] >= 254 and np.allclose(row, np.linspace(0, 255, 48), atol=2)
+
+
+def test_load_image_refuses_bad_files_with_their_name(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    for path, message in (("empty.jpg", "empty.jpg is empty"), ("notes.txt", "notes.txt is not an image"),
+                          ("missing.jpg", "missing.jpg not found")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            load_image(tmp_path / path)
+    assert ProductImageProcessor.load_image is load_image  # what saved models expose to the app
 
 
 def test_save_load_round_trip(tmp_path):
