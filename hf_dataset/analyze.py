@@ -43,7 +43,7 @@ LEAK_MEANINGS = {
 }
 
 # The caption tokenizer's and the caption metric's words (modeling/tokenization_caption.py,
-# modeling/metrics/caption): OOV counts what the model cannot write. The data layer imports nothing
+# metrics/caption): OOV counts what the model cannot write. The data layer imports nothing
 # of modeling, so this is a copy, tested to agree (tests/test_analyze.py).
 _WORD = re.compile(r"\w+(?:['’-]\w+)*")
 

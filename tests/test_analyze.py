@@ -190,7 +190,7 @@ def test_caption_only_dataset(tiny, tmp_path, capsys):
 def test_caption_baseline_scores_as_the_caption_metric_does(tiny, tmp_path):
     """Upper-case train captions (BLEU is case-insensitive there) and blank validation captions (the
     training scripts drop those rows): the baseline is the one training reports."""
-    from modeling.metrics import constant_caption_baseline
+    from metrics import constant_caption_baseline
 
     dataset = datasets.load_from_disk(str(tiny))
     train = dataset["train"].map(lambda row: {"caption": row["caption"].upper()})
@@ -222,8 +222,8 @@ def test_words_are_the_caption_tokenizer_and_metric_words():
     """OOV is measured with the words the model writes and the metric scores."""
     import re
 
+    from metrics.caption import caption as caption_metric
     from modeling import build_caption_tokenizer
-    from modeling.metrics.caption import caption as caption_metric
 
     backend = build_caption_tokenizer(TRICKY, min_frequency=1).backend_tokenizer
     for text in TRICKY:

@@ -1,8 +1,9 @@
 """The dependency rules between this repository's packages (docs/DESIGN.md), read from the source.
 
-The data layer (`hf_dataset`) and the model families (`modeling`) are the bottom of the project:
-the scripts, the app, the cards and the benchmarks build on them, never the other way round, and
-the data layer does not know the models (a dataset is built and analysed without torch models).
+The data layer (`hf_dataset`), the model families (`modeling`) and the metrics (`metrics`) are the
+bottom of the project: the scripts, the app, the cards and the benchmarks build on them, never the
+other way round, and the data layer does not know the models (a dataset is built and analysed
+without torch models).
 Imports inside functions count too: a lazy import is still a dependency.
 """
 
@@ -34,11 +35,11 @@ def imported(path: Path) -> set[str]:
 def test_our_modules_are_found():
     """Without this the rules below would pass on an empty set."""
     expected = {"app", "train_rating", "train_caption", "evaluate_models", "model_cards",
-                "benchmarks", "modeling", "hf_dataset", "training"}  # fmt: skip
+                "benchmarks", "modeling", "metrics", "hf_dataset", "training"}  # fmt: skip
     assert expected <= our_modules()
 
 
-@pytest.mark.parametrize("package", ["modeling", "hf_dataset"])
+@pytest.mark.parametrize("package", ["modeling", "metrics", "hf_dataset"])
 def test_bottom_packages_import_nothing_else_of_ours(package):
     forbidden = our_modules() - {package}
     found = {
@@ -49,9 +50,9 @@ def test_bottom_packages_import_nothing_else_of_ours(package):
     assert not {path: names for path, names in found.items() if names}
 
 
-def test_training_imports_only_modeling():
+def test_training_imports_only_modeling_and_metrics():
     """The scripts' shared pieces never import a script (nor the app, the cards, the benchmarks)."""
-    forbidden = our_modules() - {"training", "modeling"}
+    forbidden = our_modules() - {"training", "modeling", "metrics"}
     found = {
         str(path.relative_to(REPO_ROOT)): sorted(imported(path) & forbidden)
         for path in sorted((REPO_ROOT / "training").rglob("*.py"))

@@ -1,4 +1,4 @@
-"""Caption metrics as an `evaluate` module, loaded by path: `evaluate.load("modeling/metrics/caption")`.
+"""Caption metrics as an `evaluate` module, loaded by path: `evaluate.load("metrics/caption")`.
 
 Kept in the repository because the Hub's metric scripts cannot be downloaded offline. One call gives
 every caption metric the project reports (the keys of docs/DESIGN.md):
@@ -33,7 +33,7 @@ Args:
 Returns:
     dict with `bleu`, `word_overlap`, `jaccard`, `length_similarity` (floats) and `num_samples` (int).
 Example:
-    >>> metric = evaluate.load("modeling/metrics/caption")
+    >>> metric = evaluate.load("metrics/caption")
     >>> metric.compute(predictions=["red t-shirt"], references=["Red T-shirt"])["jaccard"]
     1.0
 """

@@ -1,4 +1,4 @@
-"""Rating metrics as an `evaluate` module: `evaluate.load("modeling/metrics/rating")`.
+"""Rating metrics as an `evaluate` module: `evaluate.load("metrics/rating")`.
 
 Kept in the repository and loaded by path, because the Hub's metric scripts cannot be downloaded
 offline. Plain numpy, so the numbers mean exactly what the formulas below say.
@@ -26,7 +26,7 @@ Returns:
     baseline_mae: mean |train_mean - reference| (only with `train_mean`).
     num_samples: how many pairs were scored.
 Examples:
-    >>> metric = evaluate.load("modeling/metrics/rating")
+    >>> metric = evaluate.load("metrics/rating")
     >>> metric.compute(predictions=[3.0, 4.0], references=[3.0, 5.0], train_mean=4.0)
     {'mae': 0.5, 'rmse': 0.7071067811865476, 'r2': 0.5, 'baseline_mae': 1.0, 'num_samples': 2}
 """
