@@ -50,6 +50,19 @@ def test_bottom_packages_import_nothing_else_of_ours(package):
     assert not {path: names for path, names in found.items() if names}
 
 
+def test_metric_modules_import_only_their_own_folder():
+    """`evaluate.load(path)` copies a metric module's folder and nothing more: a module imports
+    nothing of ours by name, and what it imports relatively is a file of its own folder."""
+    modules = sorted((REPO_ROOT / "metrics").glob("*/*.py"))
+    assert modules
+    for path in modules:
+        assert not imported(path) & our_modules(), path
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1 and node.module, f"{path}: use `from .module import name`"
+                assert (path.parent / f"{node.module}.py").is_file(), path
+
+
 def test_training_imports_only_modeling_and_metrics():
     """The scripts' shared pieces never import a script (nor the app, the cards, the benchmarks)."""
     forbidden = our_modules() - {"training", "modeling", "metrics"}

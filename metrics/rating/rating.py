@@ -8,6 +8,8 @@ import datasets
 import evaluate
 import numpy as np
 
+from .regression import baseline_mae, r2_score
+
 _DESCRIPTION = """Regression metrics for star ratings: mean absolute error, root mean squared error and the
 coefficient of determination R^2, plus the MAE of the constant predictor `train_mean` when it is given,
 so every result says whether the model beats predicting the mean."""
@@ -49,13 +51,12 @@ class Rating(evaluate.Metric):
         if len(y_true) == 0:
             raise ValueError("no samples to score")
         errors = y_pred - y_true
-        total = float(np.sum((y_true - y_true.mean()) ** 2))
         result = {
             "mae": float(np.mean(np.abs(errors))),
             "rmse": float(np.sqrt(np.mean(errors**2))),
-            "r2": 1.0 - float(np.sum(errors**2)) / total if total > 0 else float("nan"),
+            "r2": r2_score(y_true, y_pred),
         }
         if train_mean is not None:
-            result["baseline_mae"] = float(np.mean(np.abs(y_true - float(train_mean))))
+            result["baseline_mae"] = baseline_mae(y_true, train_mean)
         result["num_samples"] = len(y_true)
         return result
