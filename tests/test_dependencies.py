@@ -2,8 +2,8 @@
 
 The data layer (`hf_dataset`), the model families (`modeling`) and the metrics (`metrics`) are the
 bottom of the project: the scripts, the app, the cards and the benchmarks build on them, never the
-other way round, and the data layer does not know the models (a dataset is built and analysed
-without torch models).
+other way round. The data layer does not know the models (a dataset is built and analysed without
+torch models) but uses the metrics, so its baselines are the ones training reports.
 Imports inside functions count too: a lazy import is still a dependency.
 """
 
@@ -39,9 +39,11 @@ def test_our_modules_are_found():
     assert expected <= our_modules()
 
 
-@pytest.mark.parametrize("package", ["modeling", "metrics", "hf_dataset"])
-def test_bottom_packages_import_nothing_else_of_ours(package):
-    forbidden = our_modules() - {package}
+@pytest.mark.parametrize(
+    "package, allowed", [("modeling", set()), ("metrics", set()), ("hf_dataset", {"metrics"})]
+)
+def test_bottom_packages_import_only_what_the_rules_allow(package, allowed):
+    forbidden = our_modules() - {package} - allowed
     found = {
         str(path.relative_to(REPO_ROOT)): sorted(imported(path) & forbidden)
         for path in sorted((REPO_ROOT / package).rglob("*.py"))
