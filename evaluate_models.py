@@ -23,9 +23,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
+from metrics import constant_caption_baseline, load_metric
 from model_cards import update_model_card
 from modeling import ProductCaptionModel, ProductCaptionProcessor, ProductImageProcessor
-from modeling.metrics import constant_caption_baseline, load_metric
 from training.captions import CaptionRows, generate_captions, make_collate
 from training.data import drop_empty_captions, load_splits, rated
 from training.script import UserError, first_line, run_script

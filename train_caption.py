@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_scheduler
 
+from metrics import constant_caption_baseline, metric_path
 from model_cards import PublishError, push_model, weights_line, write_model_card
 from modeling import (
     ProductCaptionConfig,
@@ -45,7 +46,6 @@ from modeling import (
     build_caption_tokenizer,
 )
 from modeling.backbone import parse_pretrained
-from modeling.metrics import constant_caption_baseline, metric_path
 from training.baselines import compare_with_retrieval
 from training.captions import (
     CaptionRows,

@@ -35,10 +35,10 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from metrics import load_metric
 from model_cards import PublishError, push_model, weights_line, write_model_card
 from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel
 from modeling.backbone import parse_pretrained
-from modeling.metrics import load_metric
 from training import plots
 from training.checkpoints import guard_output_dir
 from training.data import SPLITS, load_splits, rated

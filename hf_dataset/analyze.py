@@ -23,6 +23,15 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from metrics import (
+    WORD,
+    baseline_mae,
+    constant_caption_baseline,
+    load_metric,
+    most_common_caption,
+    words,
+)
+
 from .build import BuildError
 from .splits import SPLITS
 
@@ -41,16 +50,6 @@ LEAK_MEANINGS = {
         "catalogue titles shared by product variants."
     ),
 }
-
-# The caption tokenizer's and the caption metric's words (modeling/tokenization_caption.py,
-# modeling/metrics/caption): OOV counts what the model cannot write. The data layer imports nothing
-# of modeling, so this is a copy, tested to agree (tests/test_analyze.py).
-_WORD = re.compile(r"\w+(?:['’-]\w+)*")
-
-
-def words(caption: str) -> list[str]:
-    """Lower-cased words; inner hyphens and apostrophes stay ("t-shirt", "men’s" are one word)."""
-    return _WORD.findall(caption.lower())
 
 
 def _has_text(caption: str | None) -> bool:
@@ -260,7 +259,8 @@ def _leakage(raw: dict) -> dict:
 
 
 def _baselines(raw: dict) -> dict:
-    """The numbers to beat: the train-mean rating (MAE) and the most common train caption (BLEU)."""
+    """The numbers to beat: the train-mean rating (MAE) and the most common train caption (BLEU),
+    computed by `metrics` as the training scripts compute them."""
     rating: dict = {"description": "predict the mean train rating for every product"}
     train_ratings = raw.get("train", {}).get("ratings", np.empty(0))
     if len(train_ratings) == 0:
@@ -270,30 +270,25 @@ def _baselines(raw: dict) -> dict:
         for name in ("validation", "test"):
             ratings = raw.get(name, {}).get("ratings", np.empty(0))
             rating[f"{name}_mae"] = (
-                float(np.abs(ratings - rating["train_mean"]).mean()) if len(ratings) else None
+                baseline_mae(ratings, rating["train_mean"]) if len(ratings) else None
             )
 
     caption: dict = {"description": "predict the most common train caption for every product"}
-    train_captions = [c for c in raw.get("train", {}).get("captions", []) if _has_text(c)]
-    if not train_captions:
+    train_captions = raw.get("train", {}).get("captions", [])
+    found = most_common_caption(train_captions)
+    if found is None:
         caption["skipped"] = "no captions in the train split"
     else:
-        most_common, times = Counter(train_captions).most_common(1)[0]
-        caption["most_common_train_caption"] = most_common
-        caption["train_count"] = times
+        caption["most_common_train_caption"], caption["train_count"] = found
+        metric = load_metric("caption")
         for name in ("validation", "test"):
             references = [c for c in raw.get(name, {}).get("captions", []) if _has_text(c)]
-            caption[f"{name}_bleu"] = _bleu([most_common] * len(references), references)
+            caption[f"{name}_bleu"] = (
+                constant_caption_baseline(train_captions, references, metric)["baseline_bleu"]
+                if references
+                else None
+            )
     return {"rating": rating, "caption": caption}
-
-
-def _bleu(predictions: list[str], references: list[str]) -> float | None:
-    """Corpus BLEU as the caption metric scores it (sacrebleu, case-insensitive); None for no rows."""
-    import sacrebleu
-
-    if not references:
-        return None
-    return float(sacrebleu.corpus_bleu(predictions, [references], lowercase=True).score)
 
 
 # ----------------------------------------------------------------------------------------- plots
@@ -480,7 +475,7 @@ def analyze(
         "dataset": str(dataset_dir),
         "has_ratings": has_ratings,
         "notes": notes,
-        "tokenization": f"lower-cased, split into words by the regex {_WORD.pattern} ('t-shirt' is one word)",
+        "tokenization": f"lower-cased, split into words by the regex {WORD.pattern} ('t-shirt' is one word)",
         "splits": stats,
         "oov": {
             name: _oov(train_vocabulary, raw[name]["tokens"]) for name in names if name != "train"

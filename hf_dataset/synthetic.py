@@ -23,6 +23,8 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
+from metrics import r2_score
+
 from .build import encode_image
 
 BASE = 3.4
@@ -136,12 +138,6 @@ def expected_rating(
     pdf = lambda z: math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)  # noqa: E731
     inside = signal * (cdf(b) - cdf(a)) - noise_std * (pdf(b) - pdf(a))
     return low * cdf(a) + high * (1.0 - cdf(b)) + inside
-
-
-def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    residual = float(np.sum((y_true - y_pred) ** 2))
-    total = float(np.sum((y_true - y_true.mean()) ** 2))
-    return 1.0 - residual / total if total > 0 else float("nan")
 
 
 def _pattern_layer(

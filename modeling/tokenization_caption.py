@@ -21,6 +21,8 @@ from transformers import PreTrainedTokenizerFast
 
 PAD, BOS, EOS, UNK = "[PAD]", "[BOS]", "[EOS]", "[UNK]"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]  # ids 0, 1, 2, 3: the defaults of ProductCaptionConfig
+# A word as the caption metric splits it (metrics/caption/text.py), or one punctuation mark. A copy:
+# a saved tokenizer loads without this repository (tested to agree in tests/test_metrics.py).
 WORD = r"\w+(?:['’-]\w+)*|[^\w\s]"
 
 

@@ -12,8 +12,9 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 from hf_dataset import SPLITS, synthetic
-from hf_dataset.analyze import CARD_END, CARD_START, analyze, words
+from hf_dataset.analyze import CARD_END, CARD_START, analyze
 from hf_dataset.build import BuildError
+from metrics import constant_caption_baseline
 
 from .conftest import REPO_ROOT
 
@@ -187,14 +188,19 @@ def test_caption_only_dataset(tiny, tmp_path, capsys):
     assert "caption-only dataset" in capsys.readouterr().out
 
 
-def test_caption_baseline_scores_as_the_caption_metric_does(tiny, tmp_path):
-    """Upper-case train captions (BLEU is case-insensitive there) and blank validation captions (the
-    training scripts drop those rows): the baseline is the one training reports."""
-    from modeling.metrics import constant_caption_baseline
-
+def test_caption_baseline_is_the_caption_metrics(tiny, tmp_path):
+    """Mixed-case captions (BLEU is case-insensitive), blank train captions more common than any
+    other and blank validation captions (the training scripts drop those rows): the baseline is the
+    one training reports, `constant_caption_baseline`'s."""
     dataset = datasets.load_from_disk(str(tiny))
-    train = dataset["train"].map(lambda row: {"caption": row["caption"].upper()})
-    blanks = {0: None, 1: "", 2: "   "}
+    blanks = {0: None, 1: "", 2: "   ", 3: "", 4: ""}
+
+    def mixed_case(row, i):
+        caption = row["caption"].upper() if i % 2 else row["caption"].title()
+        return {"caption": blanks.get(i, caption)}
+
+    train = dataset["train"].map(mixed_case, with_indices=True)
+    assert Counter(train["caption"]).most_common(1)[0][0] == ""  # if blanks were candidates
     validation = dataset["validation"].map(
         lambda row, i: {"caption": blanks.get(i, row["caption"])}, with_indices=True
     )
@@ -205,32 +211,42 @@ def test_caption_baseline_scores_as_the_caption_metric_does(tiny, tmp_path):
     assert len(references) == len(validation) - len(blanks) > 0
     expected = constant_caption_baseline(train["caption"], references)
     assert baseline["most_common_train_caption"] == expected["baseline_caption"]
+    assert baseline["most_common_train_caption"].strip()
     assert baseline["validation_bleu"] == pytest.approx(expected["baseline_bleu"])
     assert baseline["validation_bleu"] > 0
 
 
-# Apostrophes straight and typographic, hyphens inner and loose, accents, digits, underscores.
-TRICKY = [
-    "Men’s T-Shirt",
-    "rock'n'roll ’quoted’ --double--dash-- x’ 'y",
-    "L'ÉTÉ café_au_lait 100% cotton, 2-in-1!",
-    "women's 3-pack (navy/grey) - size: XL",
-]
-
-
-def test_words_are_the_caption_tokenizer_and_metric_words():
-    """OOV is measured with the words the model writes and the metric scores."""
+def test_oov_counts_words_as_the_tokenizer_splits_them(tiny, tmp_path):
+    """OOV counts what the model cannot write: "men’s" is one word, and another one than "men's"."""
     import re
 
     from modeling import build_caption_tokenizer
-    from modeling.metrics.caption import caption as caption_metric
 
-    backend = build_caption_tokenizer(TRICKY, min_frequency=1).backend_tokenizer
-    for text in TRICKY:
-        pieces = backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))
-        tokenizer_words = [piece for piece, _ in pieces if re.match(r"\w", piece)]
-        assert words(text) == tokenizer_words == caption_metric.words(text), text
-    assert words(TRICKY[0]) == ["men’s", "t-shirt"]
+    dataset = datasets.load_from_disk(str(tiny))
+    train_captions = ["Men’s T-Shirt with a pocket", "women's A-line dress, 3/4 sleeve"]
+    validation_captions = ["men’s t-shirt", "Men's T-Shirt", "A-line dress, 50% off"]
+    train = dataset["train"].map(
+        lambda row, i: {"caption": train_captions[i % 2]}, with_indices=True
+    )
+    validation = dataset["validation"].map(
+        lambda row, i: {"caption": validation_captions[i % 3]}, with_indices=True
+    )
+    path = _save({**dataset, "train": train, "validation": validation}, tmp_path / "apostrophes")
+    result = analyze(path)
+
+    backend = build_caption_tokenizer(train["caption"], min_frequency=1).backend_tokenizer
+
+    def tokenizer_words(caption: str) -> list[str]:  # its words, not its punctuation marks
+        pieces = backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(caption))
+        return [piece for piece, _ in pieces if re.match(r"\w", piece)]
+
+    validation_words = [w for caption in validation["caption"] for w in tokenizer_words(caption)]
+    unknown = [w for w in validation_words if backend.token_to_id(w) is None]
+    oov = result["oov"]["validation"]
+    assert oov["tokens"] == len(validation_words) and oov["oov_tokens"] == len(unknown) > 0
+    assert set(oov["examples"]) == set(unknown) == {"men's", "50", "off"}
+    top_words = dict(result["splits"]["train"]["caption"]["top_words"])
+    assert top_words["men’s"] == (len(train) + 1) // 2 and "men" not in top_words
 
 
 def test_some_ratings_missing(tiny, tmp_path):

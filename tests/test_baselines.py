@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from modeling.metrics import load_metric
+from metrics import load_metric
 from training.baselines import (
     compare_with_retrieval,
     nearest_neighbour_captions,

@@ -1,8 +1,9 @@
 """The dependency rules between this repository's packages (docs/DESIGN.md), read from the source.
 
-The data layer (`hf_dataset`) and the model families (`modeling`) are the bottom of the project:
-the scripts, the app, the cards and the benchmarks build on them, never the other way round, and
-the data layer does not know the models (a dataset is built and analysed without torch models).
+The data layer (`hf_dataset`), the model families (`modeling`) and the metrics (`metrics`) are the
+bottom of the project: the scripts, the app, the cards and the benchmarks build on them, never the
+other way round. The data layer does not know the models (a dataset is built and analysed without
+torch models) but uses the metrics, so its baselines are the ones training reports.
 Imports inside functions count too: a lazy import is still a dependency.
 """
 
@@ -34,13 +35,15 @@ def imported(path: Path) -> set[str]:
 def test_our_modules_are_found():
     """Without this the rules below would pass on an empty set."""
     expected = {"app", "train_rating", "train_caption", "evaluate_models", "model_cards",
-                "benchmarks", "modeling", "hf_dataset", "training", "serving"}  # fmt: skip
+                "benchmarks", "modeling", "metrics", "hf_dataset", "training", "serving"}  # fmt: skip
     assert expected <= our_modules()
 
 
-@pytest.mark.parametrize("package", ["modeling", "hf_dataset"])
-def test_bottom_packages_import_nothing_else_of_ours(package):
-    forbidden = our_modules() - {package}
+@pytest.mark.parametrize(
+    "package, allowed", [("modeling", set()), ("metrics", set()), ("hf_dataset", {"metrics"})]
+)
+def test_bottom_packages_import_only_what_the_rules_allow(package, allowed):
+    forbidden = our_modules() - {package} - allowed
     found = {
         str(path.relative_to(REPO_ROOT)): sorted(imported(path) & forbidden)
         for path in sorted((REPO_ROOT / package).rglob("*.py"))
@@ -49,9 +52,22 @@ def test_bottom_packages_import_nothing_else_of_ours(package):
     assert not {path: names for path, names in found.items() if names}
 
 
-def test_training_imports_only_modeling():
+def test_metric_modules_import_only_their_own_folder():
+    """`evaluate.load(path)` copies a metric module's folder and nothing more: a module imports
+    nothing of ours by name, and what it imports relatively is a file of its own folder."""
+    modules = sorted((REPO_ROOT / "metrics").glob("*/*.py"))
+    assert modules
+    for path in modules:
+        assert not imported(path) & our_modules(), path
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1 and node.module, f"{path}: use `from .module import name`"
+                assert (path.parent / f"{node.module}.py").is_file(), path
+
+
+def test_training_imports_only_modeling_and_metrics():
     """The scripts' shared pieces never import a script (nor the app, the cards, the benchmarks)."""
-    forbidden = our_modules() - {"training", "modeling"}
+    forbidden = our_modules() - {"training", "modeling", "metrics"}
     found = {
         str(path.relative_to(REPO_ROOT)): sorted(imported(path) & forbidden)
         for path in sorted((REPO_ROOT / "training").rglob("*.py"))

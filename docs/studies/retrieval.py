@@ -15,8 +15,8 @@ import json
 
 from accelerate import Accelerator
 
+from metrics import load_metric
 from modeling import ProductCaptionConfig, ProductCaptionModel, ProductImageProcessor
-from modeling.metrics import load_metric
 from training.baselines import compare_with_retrieval
 from training.captions import cached_features, load_caption_dataset
 

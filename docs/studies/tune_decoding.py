@@ -16,9 +16,9 @@ import json
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
+from metrics import load_metric
 from modeling import ProductCaptionModel, ProductCaptionProcessor, ProductImageProcessor
 from modeling.backbone import parse_pretrained
-from modeling.metrics import load_metric
 from training.captions import (
     CaptionRows,
     cached_features,

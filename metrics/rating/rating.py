@@ -1,4 +1,4 @@
-"""Rating metrics as an `evaluate` module: `evaluate.load("modeling/metrics/rating")`.
+"""Rating metrics as an `evaluate` module: `evaluate.load("metrics/rating")`.
 
 Kept in the repository and loaded by path, because the Hub's metric scripts cannot be downloaded
 offline. Plain numpy, so the numbers mean exactly what the formulas below say.
@@ -7,6 +7,8 @@ offline. Plain numpy, so the numbers mean exactly what the formulas below say.
 import datasets
 import evaluate
 import numpy as np
+
+from .regression import baseline_mae, r2_score
 
 _DESCRIPTION = """Regression metrics for star ratings: mean absolute error, root mean squared error and the
 coefficient of determination R^2, plus the MAE of the constant predictor `train_mean` when it is given,
@@ -26,7 +28,7 @@ Returns:
     baseline_mae: mean |train_mean - reference| (only with `train_mean`).
     num_samples: how many pairs were scored.
 Examples:
-    >>> metric = evaluate.load("modeling/metrics/rating")
+    >>> metric = evaluate.load("metrics/rating")
     >>> metric.compute(predictions=[3.0, 4.0], references=[3.0, 5.0], train_mean=4.0)
     {'mae': 0.5, 'rmse': 0.7071067811865476, 'r2': 0.5, 'baseline_mae': 1.0, 'num_samples': 2}
 """
@@ -49,13 +51,12 @@ class Rating(evaluate.Metric):
         if len(y_true) == 0:
             raise ValueError("no samples to score")
         errors = y_pred - y_true
-        total = float(np.sum((y_true - y_true.mean()) ** 2))
         result = {
             "mae": float(np.mean(np.abs(errors))),
             "rmse": float(np.sqrt(np.mean(errors**2))),
-            "r2": 1.0 - float(np.sum(errors**2)) / total if total > 0 else float("nan"),
+            "r2": r2_score(y_true, y_pred),
         }
         if train_mean is not None:
-            result["baseline_mae"] = float(np.mean(np.abs(y_true - float(train_mean))))
+            result["baseline_mae"] = baseline_mae(y_true, train_mean)
         result["num_samples"] = len(y_true)
         return result

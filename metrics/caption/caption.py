@@ -1,12 +1,13 @@
-"""Caption metrics as an `evaluate` module, loaded by path: `evaluate.load("modeling/metrics/caption")`.
+"""Caption metrics as an `evaluate` module, loaded by path: `evaluate.load("metrics/caption")`.
 
 Kept in the repository because the Hub's metric scripts cannot be downloaded offline. One call gives
 every caption metric the project reports (the keys of docs/DESIGN.md):
 
 - `bleu`: corpus BLEU-4 by sacrebleu (0-100, 13a tokenisation, case-insensitive because the model
   writes lowercase words), one reference per prediction.
-- The original project's word-overlap metrics, on lowercased word sets (words = runs of letters,
-  digits, hyphens and apostrophes, as the caption tokenizer splits them), averaged over pairs:
+- The original project's word-overlap metrics, on lowercased word sets (`text.py`: runs of letters
+  and digits with inner hyphens and apostrophes, as the caption tokenizer splits them), averaged
+  over pairs:
   - `word_overlap` = mean of |pred words & ref words| / |ref words| (unigram recall; the original
     called this "BLEU", which it is not),
   - `jaccard` = mean of |pred words & ref words| / |pred words | ref words|,
@@ -17,13 +18,11 @@ every caption metric the project reports (the keys of docs/DESIGN.md):
 
 from __future__ import annotations
 
-import re
-
 import datasets
 import evaluate
 import sacrebleu
 
-_WORD = re.compile(r"\w+(?:['’-]\w+)*")
+from .text import words
 
 _DESCRIPTION = __doc__
 _KWARGS_DESCRIPTION = """
@@ -33,14 +32,10 @@ Args:
 Returns:
     dict with `bleu`, `word_overlap`, `jaccard`, `length_similarity` (floats) and `num_samples` (int).
 Example:
-    >>> metric = evaluate.load("modeling/metrics/caption")
+    >>> metric = evaluate.load("metrics/caption")
     >>> metric.compute(predictions=["red t-shirt"], references=["Red T-shirt"])["jaccard"]
     1.0
 """
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
 
 
 def _ratio(numerator: int, denominator: int) -> float:
