@@ -32,6 +32,7 @@ from transformers.utils import ModelOutput
 
 from .backbone import create_backbone, load_backbone_weights
 from .configuration_caption import ProductCaptionConfig
+from .pipelines import custom_pipelines
 
 
 @dataclass
@@ -227,6 +228,12 @@ class ProductCaptionModel(PreTrainedModel):
         source = load_backbone_weights(self.encoder, self.config.encoder_name, pretrained, **kwargs)
         self.config.pretrained_weights = source
         return source is not None
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with the family's `pipeline()` named in `config.json`
+        (its code, `pipelines.py`, is copied with this file's)."""
+        self.config.custom_pipelines = custom_pipelines(self.config.model_type)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module):
         # Only the decoder is ours to initialise. The encoder keeps timm's own init (or the weights

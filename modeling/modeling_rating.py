@@ -30,6 +30,7 @@ from transformers.utils import ModelOutput
 
 from .backbone import create_backbone, load_backbone_weights
 from .configuration_rating import ProductRatingConfig
+from .pipelines import custom_pipelines
 
 
 @dataclass
@@ -112,6 +113,12 @@ class ProductRatingModel(PreTrainedModel):
         )
         self.config.pretrained_weights = source
         return source is not None
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with the family's `pipeline()` named in `config.json`
+        (its code, `pipelines.py`, is copied with this file's)."""
+        self.config.custom_pipelines = custom_pipelines(self.config.model_type)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) images -> the backbone's unpooled features: (B, C, h, w) or (B, N, C)."""

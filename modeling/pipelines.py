@@ -1,0 +1,95 @@
+"""`pipeline()` for both families: custom pipeline code saved beside every model and named in its
+`config.json` (`custom_pipelines`), so that with nothing of this repository installed
+
+    from transformers import pipeline
+    rate = pipeline(model="outputs/demo/rating", trust_remote_code=True)
+    rate(["a.jpg", pil_image], batch_size=16)   # [{"rating": 4.21}, ...]
+    caption = pipeline(model="outputs/demo/caption", trust_remote_code=True)
+    caption("a.jpg", num_beams=3)               # [{"generated_text": "red striped t-shirt"}]
+
+Inputs are paths, URLs, bytes or PIL images, one or a list; photos are read by the image processor's
+`load_image`, as in the app, so both give the same outputs for the same photo.
+"""
+
+from __future__ import annotations
+
+import httpx
+import torch
+from PIL import Image
+from transformers import Pipeline
+
+from .image_processing import load_image
+
+
+def read_photo(image: str | bytes | Image.Image, timeout: float | None = None) -> Image.Image:
+    """A path, URL, bytes or PIL image -> RGB, through the image processor's one loader."""
+    if isinstance(image, str) and image.startswith(("http://", "https://")):
+        response = httpx.get(image, timeout=timeout or 30.0, follow_redirects=True)
+        response.raise_for_status()
+        return load_image(response.content, name=image)
+    return load_image(image)
+
+
+class ProductRatingPipeline(Pipeline):
+    """Photos -> `{"rating": float}` each, the predicted star rating in [1, 5]."""
+
+    _load_image_processor = True
+    _load_processor = False
+    _load_tokenizer = False
+    _load_feature_extractor = False
+
+    def _sanitize_parameters(self, timeout: float | None = None):
+        return {"timeout": timeout}, {}, {}
+
+    def preprocess(self, image, timeout: float | None = None) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.image_processor(read_photo(image, timeout))["pixel_values"]}
+
+    def _forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"predictions": self.model(pixel_values=inputs["pixel_values"]).predictions}
+
+    def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict[str, float]:
+        return {"rating": outputs["predictions"].item()}
+
+
+class ProductCaptionPipeline(Pipeline):
+    """Photos -> `[{"generated_text": title}]` each, by the model's own `generate()` (greedy or beam
+    search: `num_beams`, `length_penalty`, `max_new_tokens`)."""
+
+    _load_processor = True
+    _load_image_processor = False
+    _load_tokenizer = False
+    _load_feature_extractor = False
+
+    def _sanitize_parameters(
+        self,
+        num_beams: int | None = None,
+        length_penalty: float | None = None,
+        max_new_tokens: int | None = None,
+        timeout: float | None = None,
+    ):
+        generate = {"num_beams": num_beams, "length_penalty": length_penalty,
+                    "max_new_tokens": max_new_tokens}  # fmt: skip
+        return {"timeout": timeout}, {k: v for k, v in generate.items() if v is not None}, {}
+
+    def preprocess(self, image, timeout: float | None = None) -> dict[str, torch.Tensor]:
+        photo = read_photo(image, timeout)
+        return {"pixel_values": self.processor(images=photo)["pixel_values"]}
+
+    def _forward(self, inputs: dict[str, torch.Tensor], **generate) -> dict[str, torch.Tensor]:
+        return {"ids": self.model.generate(pixel_values=inputs["pixel_values"], **generate)}
+
+    def postprocess(self, outputs: dict[str, torch.Tensor]) -> list[dict[str, str]]:
+        texts = self.processor.batch_decode(outputs["ids"], skip_special_tokens=True)
+        return [{"generated_text": text} for text in texts]
+
+
+PIPELINES = {"product_rating": ("product-rating", ProductRatingPipeline),
+             "product_caption": ("product-caption", ProductCaptionPipeline)}  # fmt: skip
+
+
+def custom_pipelines(model_type: str) -> dict:
+    """The `config.json` entry that names the family's pipeline for `pipeline(model=folder)`; this
+    file is saved beside the model because the model's code imports it."""
+    task, pipeline_class = PIPELINES[model_type]
+    impl = f"{__name__.split('.')[-1]}.{pipeline_class.__name__}"
+    return {task: {"impl": impl, "pt": ["AutoModel"], "tf": [], "type": "image"}}
