@@ -37,3 +37,16 @@ def tiny_caption_config(tokenizer, **overrides):
 
     kwargs = TINY_CAPTION_CONFIG | {"vocab_size": len(tokenizer)}
     return ProductCaptionConfig(**(kwargs | overrides))
+
+
+def tensorboard_scalars(log_dir: Path) -> dict[str, dict[int, float]]:
+    """Every scalar in the TensorBoard event files under `log_dir`: tag -> {step: value}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    found = {}
+    for folder in sorted({path.parent for path in log_dir.rglob("events.out.tfevents.*")}):
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            found.setdefault(tag, {}).update({e.step: e.value for e in events.Scalars(tag)})
+    return found

@@ -22,7 +22,7 @@ from modeling.modeling_caption import create_encoder
 from training.checkpoints import checkpoint_dirs
 from training.script import UserError
 
-from .conftest import tiny_caption_config
+from .conftest import tensorboard_scalars, tiny_caption_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -332,6 +332,32 @@ def test_training_writes_model_results_and_plots(trained):
     history = json.loads((out / "training_history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert all(h["seconds"] > 0 and 0 <= h["val_bleu"] <= 100 for h in history)
+
+
+def test_tensorboard_gets_the_losses_and_bleu_of_every_epoch(trained):
+    out, _, results = trained
+    logged = tensorboard_scalars(out / "runs")
+    history = json.loads((out / "training_history.json").read_text())
+    for tag, key in [("train/loss", "train_loss"), ("eval/loss", "val_loss"),
+                     ("eval/bleu", "val_bleu"), ("train/learning_rate", "lr")]:  # fmt: skip
+        assert logged[tag] == pytest.approx({h["epoch"]: h[key] for h in history}), tag
+    assert logged["test/bleu"] == pytest.approx({3: results["bleu"]})
+
+
+def test_a_tracker_that_is_not_installed_is_one_clear_error(tmp_path):
+    import importlib.util
+
+    import train_caption
+
+    if importlib.util.find_spec("trackio") is not None:
+        pytest.skip("trackio is installed")
+    args = ["--dataset", "unused", "--output_dir", str(tmp_path), "--report_to"]
+    with pytest.raises(UserError, match="--report_to trackio: trackio is not installed"):
+        train_caption.parse_args([*args, "tensorboard", "trackio"])
+    with pytest.raises(UserError, match="--report_to tensorbored: not a known tracker"):
+        train_caption.parse_args([*args, "tensorbored"])
+    assert train_caption.parse_args([*args, "none"])[1].report_to == []
+    assert "tensorboard" in train_caption.parse_args([*args, "all"])[1].report_to
 
 
 def test_second_run_reuses_the_feature_cache(trained, tiny_synthetic, tmp_path, monkeypatch):

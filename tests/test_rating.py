@@ -1,5 +1,6 @@
 """The rating model (tiny timm backbones, 32-64 px, CPU)."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +19,8 @@ import evaluate_models
 import train_rating
 from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel
 from training.script import UserError
+
+from .conftest import tensorboard_scalars
 
 
 @pytest.fixture(autouse=True)
@@ -282,6 +285,37 @@ def test_model_card_holds_the_test_metrics(trained):
     )
     for plot in ("loss_curves.png", "test_predicted_vs_true.png"):
         assert f"]({plot})" in card.text
+
+
+def test_tensorboard_gets_the_loss_and_mae_of_every_epoch(trained):
+    output_dir, _ = trained
+    logged = tensorboard_scalars(output_dir / "runs")
+    checkpoint = max(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    epochs = [h for h in history if "eval_mae" in h]
+    assert len(epochs) == 2  # --num_train_epochs 2
+    for h in epochs:
+        assert logged["eval/mae"][h["step"]] == pytest.approx(h["eval_mae"])
+        assert logged["eval/loss"][h["step"]] == pytest.approx(h["eval_loss"])
+    train_losses = {h["step"]: h["loss"] for h in history if "loss" in h}
+    assert train_losses and logged["train/loss"] == pytest.approx(train_losses)
+
+
+def test_a_tracker_that_is_not_installed_is_one_clear_error(tmp_path):
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed")
+    with pytest.raises(UserError, match=r"--report_to wandb: wandb is not installed"):
+        train_rating.parse_args(
+            ["--dataset", "unused", "--output_dir", str(tmp_path), "--report_to", "wandb"]
+        )
+    with pytest.raises(UserError, match="--report_to tensorbored: not a known tracker"):
+        train_rating.parse_args(
+            ["--dataset", "unused", "--output_dir", str(tmp_path), "--report_to", "tensorbored"]
+        )
+    *_, training_args = train_rating.parse_args(
+        ["--dataset", "unused", "--output_dir", str(tmp_path), "--report_to", "none"]
+    )
+    assert training_args.report_to == []
 
 
 def test_push_without_network_is_one_clear_error(trained):
