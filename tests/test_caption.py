@@ -18,7 +18,7 @@ from modeling import (
     ProductImageProcessor,
     build_caption_tokenizer,
 )
-from modeling.modeling_caption import create_encoder
+from modeling.backbone import create_sized_backbone
 from training.checkpoints import checkpoint_dirs
 from training.script import UserError
 
@@ -98,12 +98,28 @@ def test_unfrozen_encoder_trains(tokenizer, processor, images):
 
 def test_init_leaves_the_encoder_alone(tokenizer):
     torch.manual_seed(1)
-    encoder = create_encoder("test_vit", 32)
+    encoder, _ = create_sized_backbone("test_vit", 32)
     torch.manual_seed(1)
     model = ProductCaptionModel(
         tiny_caption_config(tokenizer)
     )  # the encoder is built first, then post_init
     for key, value in encoder.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("encoder, kwargs", [("test_vit", {"img_size": 32}), ("test_resnet", {})])
+def test_encoder_weights_load_with_the_kwargs_it_was_built_with(
+    tokenizer, tmp_path, encoder, kwargs
+):
+    from safetensors.torch import save_file
+
+    model = ProductCaptionModel(tiny_caption_config(tokenizer, encoder_name=encoder))
+    assert model.encoder_kwargs == kwargs
+    torch.manual_seed(1)
+    source, _ = create_sized_backbone(encoder, 32)
+    save_file(source.state_dict(), tmp_path / "encoder.safetensors")
+    assert model.load_pretrained_encoder(str(tmp_path / "encoder.safetensors"))
+    for key, value in source.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[key], value), key
 
 

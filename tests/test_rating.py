@@ -115,6 +115,14 @@ def test_config_validation():
         ProductRatingModel(ProductRatingConfig(backbone="resnet5O"))
 
 
+def test_backbone_kwargs_are_the_ones_it_was_built_with():
+    assert tiny_model("test_vit", drop_path_rate=0.1).backbone_kwargs == {
+        "drop_path_rate": 0.1,
+        "img_size": 32,
+    }
+    assert tiny_model("test_resnet").backbone_kwargs == {"drop_path_rate": 0.0}
+
+
 @pytest.mark.parametrize("backbone, size", [("test_resnet", 32), ("test_coatnet", 64)])
 def test_save_load_keeps_every_weight(tmp_path, backbone, size):
     # test_coatnet has non-persistent buffers (relative position indices) that are not saved.
