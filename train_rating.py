@@ -276,19 +276,21 @@ def build_model(args: ModelArguments, train_mean: float, log) -> ProductRatingMo
         pretrained = parse_pretrained(args.pretrained_backbone)
     except FileNotFoundError as error:
         raise UserError(str(error)) from None
-    config = ProductRatingConfig(
-        backbone=args.backbone,
-        freeze_backbone=args.freeze_backbone,
-        image_size=args.image_size,
-        head_hidden_size=args.head_hidden_size,
-        dropout=args.dropout,
-        drop_path_rate=args.drop_path_rate,
-        huber_delta=args.huber_delta,
-        rating_prior=float(np.clip(train_mean, 1.01, 4.99)),  # start from the train-mean predictor
-    )
-    try:
+    try:  # a setting out of range or an unknown backbone name: one line, no traceback
+        config = ProductRatingConfig(
+            backbone=args.backbone,
+            freeze_backbone=args.freeze_backbone,
+            image_size=args.image_size,
+            head_hidden_size=args.head_hidden_size,
+            dropout=args.dropout,
+            drop_path_rate=args.drop_path_rate,
+            huber_delta=args.huber_delta,
+            rating_prior=float(
+                np.clip(train_mean, 1.01, 4.99)
+            ),  # start from the train-mean predictor
+        )
         model = ProductRatingModel(config)
-    except ValueError as error:  # an unknown backbone name
+    except ValueError as error:
         raise UserError(str(error)) from None
     try:
         model.load_pretrained_backbone(pretrained)

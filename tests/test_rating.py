@@ -106,6 +106,42 @@ def test_weighted_loss():
     assert torch.allclose(plain, equal) and torch.allclose(first_only, first)
 
 
+def test_config_is_strict():
+    from huggingface_hub.errors import StrictDataclassFieldValidationError
+
+    with pytest.raises(StrictDataclassFieldValidationError, match="freeze_backbone"):
+        ProductRatingConfig(freeze_backbone="false")  # a truthy string would freeze the backbone
+    config = ProductRatingConfig()
+    with pytest.raises(StrictDataclassFieldValidationError, match="head_hidden_size"):
+        config.head_hidden_size = "256"
+    # ints are still welcome where a float is expected, and saved as floats
+    assert ProductRatingConfig(min_rating=1, max_rating=5, dropout=0).to_dict()["min_rating"] == 1.0
+
+
+def test_a_folder_saved_before_the_config_was_strict_still_loads(tmp_path):
+    model = train_a_little(tiny_model())
+    model.save_pretrained(tmp_path)
+    # config.json as the first version of this config wrote it: neither freeze_backbone nor
+    # pretrained_weights existed, and transformers 4 named the dtype torch_dtype
+    old = {
+        "architectures": ["ProductRatingModel"],
+        "auto_map": {
+            "AutoConfig": "configuration_rating.ProductRatingConfig",
+            "AutoModel": "modeling_rating.ProductRatingModel",
+        },
+        "backbone": "test_resnet", "drop_path_rate": 0.0, "dropout": 0.2, "head_hidden_size": 16,
+        "huber_delta": 1.0, "image_size": 32, "initializer_range": 0.02, "max_rating": 5.0,
+        "min_rating": 1.0, "model_type": "product_rating", "rating_prior": 3.0,
+        "torch_dtype": "float32", "transformers_version": "4.57.1",
+    }  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert not loaded.config.freeze_backbone and loaded.config.pretrained_weights is None
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(pixels).predictions, loaded(pixels).predictions)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="rating_prior"):
         ProductRatingConfig(rating_prior=5.0)
