@@ -291,6 +291,16 @@ def test_config_validates_shapes():
         ProductCaptionConfig(label_smoothing=1.0)
 
 
+def test_config_is_strict():
+    from huggingface_hub.errors import StrictDataclassFieldValidationError
+
+    with pytest.raises(StrictDataclassFieldValidationError, match="freeze_encoder"):
+        ProductCaptionConfig(freeze_encoder="false")  # a truthy string would freeze the encoder
+    config = ProductCaptionConfig()
+    with pytest.raises(StrictDataclassFieldValidationError, match="hidden_dim"):
+        config.hidden_dim = "256"
+
+
 def test_label_smoothing_changes_the_training_loss_only(model, processor, tokenizer):
     batch = tokenizer(["red dress", "blue striped shirt"], padding=True, return_tensors="pt")
     memory = torch.randn(2, 5, model.feature_dim)
