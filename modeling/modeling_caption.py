@@ -12,9 +12,13 @@ context: the original project's CLS-only design, kept as a baseline that differs
 `encode()` is separate from the decoder so that a frozen encoder runs once per image: the training
 script caches `memory` and passes it back as `encoder_hidden_states`, to `forward` and to `generate`.
 
-`generate()` is this model's own batched greedy / beam search, not transformers' `GenerationMixin`
-(which is built around attention caches that an LSTM does not have). `PreTrainedModel` no longer
-inherits `GenerationMixin` and this class does not define `prepare_inputs_for_generation`, so
+`generate()` is this model's own batched greedy / beam search, not transformers' `GenerationMixin`.
+The mixin could carry the LSTM state from step to step (RWKV and Mamba carry theirs through it); it
+would do more work at every step. It copies the encoder outputs once per beam, where here each
+image's tokens and their attention projection are computed once and broadcast over its beams
+(`AdditiveAttention`); and its greedy search keeps every finished row in the batch until the last
+caption ends, where here finished rows leave it. `PreTrainedModel` no longer inherits
+`GenerationMixin` and this class does not define `prepare_inputs_for_generation`, so
 `can_generate()` is False and transformers attaches no generation config or warnings to it.
 """
 

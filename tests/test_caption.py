@@ -152,6 +152,16 @@ def test_greedy_equals_beam_search_with_one_beam(
         assert torch.equal(single[:, : batched.shape[1]], batched[:, : single.shape[1]])
 
 
+def test_beams_share_their_image_tensors(model):
+    """What the module docstring gives as a reason not to use GenerationMixin (which copies the
+    encoder outputs per beam): the tokens and their projection are there once per image."""
+    memory = torch.randn(2, 5, model.feature_dim)
+    with torch.no_grad():
+        (pooled, tokens, projected, _), state = model.decoder.start(memory, num_beams=3)
+    assert tokens.shape[0] == projected.shape[0] == 2  # B, not B * K
+    assert pooled.shape[0] == state[0][0].shape[0] == 6  # the per-beam state: B * K rows
+
+
 def test_batched_greedy_drops_finished_rows_yet_equals_one_image_at_a_time(tokenizer):
     """Captions of many lengths: rows leave the batch as they finish, and nothing changes."""
     torch.manual_seed(0)
