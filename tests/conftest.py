@@ -50,3 +50,22 @@ def tensorboard_scalars(log_dir: Path) -> dict[str, dict[int, float]]:
         for tag in events.Tags()["scalars"]:
             found.setdefault(tag, {}).update({e.step: e.value for e in events.Scalars(tag)})
     return found
+
+
+@pytest.fixture
+def auto_loads(monkeypatch) -> list[tuple[str, bool]]:
+    """What `AutoModel` / `AutoProcessor` / `AutoImageProcessor.from_pretrained` load while the test
+    runs: (class name, whether `trust_remote_code` was passed)."""
+    import transformers
+
+    loaded = []
+    for name in ("AutoModel", "AutoProcessor", "AutoImageProcessor"):
+        auto_class = getattr(transformers, name)
+
+        def spy(*args, _load=auto_class.from_pretrained, **kwargs):
+            result = _load(*args, **kwargs)
+            loaded.append((type(result).__name__, kwargs.get("trust_remote_code") is True))
+            return result
+
+        monkeypatch.setattr(auto_class, "from_pretrained", spy)
+    return loaded

@@ -449,7 +449,7 @@ def test_model_card_and_update_card(trained, tiny_synthetic, tmp_path):
     assert card.text.count("<!-- metrics:start -->") == 1
 
 
-def test_evaluate_models_matches_training_results(trained, tiny_synthetic, tmp_path):
+def test_evaluate_models_matches_training_results(trained, tiny_synthetic, tmp_path, auto_loads):
     import evaluate_models
 
     out, _, results = trained
@@ -474,6 +474,8 @@ def test_evaluate_models_matches_training_results(trained, tiny_synthetic, tmp_p
         "baseline_bleu",
     ):
         assert got[key] == pytest.approx(results[key], abs=1e-6), key
+    # one path for both families: the Auto classes, with the saved code allowed (auto_map)
+    assert {("ProductCaptionModel", True), ("ProductCaptionProcessor", True)} <= set(auto_loads)
 
 
 def test_resumed_run_ends_where_an_uninterrupted_one_does(trained, tiny_synthetic, tmp_path):

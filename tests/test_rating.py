@@ -370,7 +370,9 @@ def test_push_without_network_is_one_clear_error(trained):
         push_model(output_dir, "me/rating")
 
 
-def test_evaluate_models_reproduces_the_training_scores(trained, tiny_synthetic, tmp_path):
+def test_evaluate_models_reproduces_the_training_scores(
+    trained, tiny_synthetic, tmp_path, auto_loads
+):
     output_dir, results = trained
     out = tmp_path / "eval.json"
     evaluated = evaluate_models.main(
@@ -379,6 +381,8 @@ def test_evaluate_models_reproduces_the_training_scores(trained, tiny_synthetic,
     assert json.loads(out.read_text())["model_type"] == "product_rating"
     for key in ("mae", "rmse", "r2", "baseline_mae", "num_samples"):
         assert evaluated[key] == pytest.approx(results[key], abs=1e-5), key
+    # one path for both families: the Auto classes, with the saved code allowed (auto_map)
+    assert {("ProductRatingModel", True), ("ProductImageProcessor", True)} <= set(auto_loads)
 
 
 def test_normalizing_on_the_device_trains_like_normalizing_in_the_workers(
