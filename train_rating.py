@@ -392,6 +392,8 @@ def main(argv=None) -> dict:
         if is_main:
             print(message, flush=True)
 
+    if training_args.world_size > 1:
+        log(f"training on {training_args.world_size} processes ({training_args.parallel_mode})")
     output_dir = Path(training_args.output_dir)
     # We push once at the end, with our model card: Trainer would push every checkpoint and write
     # its own card over ours.

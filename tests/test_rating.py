@@ -486,13 +486,18 @@ def test_command_line_errors_are_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_accelerate_launch_two_processes(tiny_synthetic, tmp_path):
-    result = run_script(
-        "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
-        "train_rating.py", "--dataset", tiny_synthetic, "--output_dir", tmp_path, *TINY_ARGS,
-        "--num_train_epochs", "1",
+    # accelerate 1.15's `launch --cpu --num_processes 2` starts ONE process (its simple launcher);
+    # two CPU processes need the torchrun launcher (--multi_gpu) with ACCELERATE_USE_CPU=1
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "train_rating.py", "--dataset", str(tiny_synthetic), "--output_dir", str(tmp_path),
+         *TINY_ARGS, "--num_train_epochs", "1"],
+        cwd=REPO_ROOT, env={**SCRIPT_ENV, "ACCELERATE_USE_CPU": "1"}, capture_output=True,
+        text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "training on 2 processes" in result.stdout  # really distributed
     results = json.loads((tmp_path / "eval_results.json").read_text())
     test_rows = len(datasets.load_from_disk(str(tiny_synthetic))["test"])
     assert results["num_samples"] == test_rows  # gathered from both processes, no duplicates
