@@ -254,7 +254,7 @@ def build_model(model_args: ModelArguments, tokenizer, pretrained, log):
     return model, ProductCaptionProcessor(image_processor, tokenizer)
 
 
-def make_loaders(model, processor, dataset, token_ids, features, args):
+def make_loaders(processor, dataset, token_ids, features, args):
     """Train, validation and test loaders: cached features (frozen encoder) or images."""
     image_processor = processor.image_processor
     if features is not None:
@@ -487,7 +487,7 @@ def main(argv=None) -> dict:
             cache_dir=args.cache_dir, batch_size=args.per_device_eval_batch_size,
         )  # fmt: skip
     train_loader, val_loader, test_loader = make_loaders(
-        model, processor, dataset, token_ids, features, args
+        processor, dataset, token_ids, features, args
     )
     optimizer, scheduler, train_loader = make_optimizer(model, train_loader, args, accelerator)
     model, optimizer, val_loader, test_loader, scheduler = accelerator.prepare(
