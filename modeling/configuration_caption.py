@@ -1,7 +1,7 @@
 """Configuration of the caption model: the single source of every shape in `modeling_caption.py`."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: `@strict` checks each field against its annotation, and
+# cannot resolve annotations left as strings.
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 

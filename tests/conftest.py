@@ -37,3 +37,35 @@ def tiny_caption_config(tokenizer, **overrides):
 
     kwargs = TINY_CAPTION_CONFIG | {"vocab_size": len(tokenizer)}
     return ProductCaptionConfig(**(kwargs | overrides))
+
+
+def tensorboard_scalars(log_dir: Path) -> dict[str, dict[int, float]]:
+    """Every scalar in the TensorBoard event files under `log_dir`: tag -> {step: value}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    found = {}
+    for folder in sorted({path.parent for path in log_dir.rglob("events.out.tfevents.*")}):
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            found.setdefault(tag, {}).update({e.step: e.value for e in events.Scalars(tag)})
+    return found
+
+
+@pytest.fixture
+def auto_loads(monkeypatch) -> list[tuple[str, bool]]:
+    """What `AutoModel` / `AutoProcessor` / `AutoImageProcessor.from_pretrained` load while the test
+    runs: (class name, whether `trust_remote_code` was passed)."""
+    import transformers
+
+    loaded = []
+    for name in ("AutoModel", "AutoProcessor", "AutoImageProcessor"):
+        auto_class = getattr(transformers, name)
+
+        def spy(*args, _load=auto_class.from_pretrained, **kwargs):
+            result = _load(*args, **kwargs)
+            loaded.append((type(result).__name__, kwargs.get("trust_remote_code") is True))
+            return result
+
+        monkeypatch.setattr(auto_class, "from_pretrained", spy)
+    return loaded

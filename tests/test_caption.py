@@ -18,11 +18,11 @@ from modeling import (
     ProductImageProcessor,
     build_caption_tokenizer,
 )
-from modeling.modeling_caption import create_encoder
+from modeling.backbone import create_sized_backbone
 from training.checkpoints import checkpoint_dirs
 from training.script import UserError
 
-from .conftest import tiny_caption_config
+from .conftest import tensorboard_scalars, tiny_caption_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,12 +98,28 @@ def test_unfrozen_encoder_trains(tokenizer, processor, images):
 
 def test_init_leaves_the_encoder_alone(tokenizer):
     torch.manual_seed(1)
-    encoder = create_encoder("test_vit", 32)
+    encoder, _ = create_sized_backbone("test_vit", 32)
     torch.manual_seed(1)
     model = ProductCaptionModel(
         tiny_caption_config(tokenizer)
     )  # the encoder is built first, then post_init
     for key, value in encoder.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("encoder, kwargs", [("test_vit", {"img_size": 32}), ("test_resnet", {})])
+def test_encoder_weights_load_with_the_kwargs_it_was_built_with(
+    tokenizer, tmp_path, encoder, kwargs
+):
+    from safetensors.torch import save_file
+
+    model = ProductCaptionModel(tiny_caption_config(tokenizer, encoder_name=encoder))
+    assert model.encoder_kwargs == kwargs
+    torch.manual_seed(1)
+    source, _ = create_sized_backbone(encoder, 32)
+    save_file(source.state_dict(), tmp_path / "encoder.safetensors")
+    assert model.load_pretrained_encoder(str(tmp_path / "encoder.safetensors"))
+    for key, value in source.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[key], value), key
 
 
@@ -134,6 +150,16 @@ def test_greedy_equals_beam_search_with_one_beam(
         single = model.generate(encoder_hidden_states=memory[i : i + 1], num_beams=3)
         batched = model.generate(encoder_hidden_states=memory, num_beams=3)[i : i + 1]
         assert torch.equal(single[:, : batched.shape[1]], batched[:, : single.shape[1]])
+
+
+def test_beams_share_their_image_tensors(model):
+    """What the module docstring gives as a reason not to use GenerationMixin (which copies the
+    encoder outputs per beam): the tokens and their projection are there once per image."""
+    memory = torch.randn(2, 5, model.feature_dim)
+    with torch.no_grad():
+        (pooled, tokens, projected, _), state = model.decoder.start(memory, num_beams=3)
+    assert tokens.shape[0] == projected.shape[0] == 2  # B, not B * K
+    assert pooled.shape[0] == state[0][0].shape[0] == 6  # the per-beam state: B * K rows
 
 
 def test_batched_greedy_drops_finished_rows_yet_equals_one_image_at_a_time(tokenizer):
@@ -275,6 +301,16 @@ def test_config_validates_shapes():
         ProductCaptionConfig(label_smoothing=1.0)
 
 
+def test_config_is_strict():
+    from huggingface_hub.errors import StrictDataclassFieldValidationError
+
+    with pytest.raises(StrictDataclassFieldValidationError, match="freeze_encoder"):
+        ProductCaptionConfig(freeze_encoder="false")  # a truthy string would freeze the encoder
+    config = ProductCaptionConfig()
+    with pytest.raises(StrictDataclassFieldValidationError, match="hidden_dim"):
+        config.hidden_dim = "256"
+
+
 def test_label_smoothing_changes_the_training_loss_only(model, processor, tokenizer):
     batch = tokenizer(["red dress", "blue striped shirt"], padding=True, return_tensors="pt")
     memory = torch.randn(2, 5, model.feature_dim)
@@ -334,6 +370,32 @@ def test_training_writes_model_results_and_plots(trained):
     assert all(h["seconds"] > 0 and 0 <= h["val_bleu"] <= 100 for h in history)
 
 
+def test_tensorboard_gets_the_losses_and_bleu_of_every_epoch(trained):
+    out, _, results = trained
+    logged = tensorboard_scalars(out / "runs")
+    history = json.loads((out / "training_history.json").read_text())
+    for tag, key in [("train/loss", "train_loss"), ("eval/loss", "val_loss"),
+                     ("eval/bleu", "val_bleu"), ("train/learning_rate", "lr")]:  # fmt: skip
+        assert logged[tag] == pytest.approx({h["epoch"]: h[key] for h in history}), tag
+    assert logged["test/bleu"] == pytest.approx({3: results["bleu"]})
+
+
+def test_a_tracker_that_is_not_installed_is_one_clear_error(tmp_path):
+    import importlib.util
+
+    import train_caption
+
+    if importlib.util.find_spec("trackio") is not None:
+        pytest.skip("trackio is installed")
+    args = ["--dataset", "unused", "--output_dir", str(tmp_path), "--report_to"]
+    with pytest.raises(UserError, match="--report_to trackio: trackio is not installed"):
+        train_caption.parse_args([*args, "tensorboard", "trackio"])
+    with pytest.raises(UserError, match="--report_to tensorbored: not a known tracker"):
+        train_caption.parse_args([*args, "tensorbored"])
+    assert train_caption.parse_args([*args, "none"])[1].report_to == []
+    assert "tensorboard" in train_caption.parse_args([*args, "all"])[1].report_to
+
+
 def test_second_run_reuses_the_feature_cache(trained, tiny_synthetic, tmp_path, monkeypatch):
     import train_caption
 
@@ -387,7 +449,7 @@ def test_model_card_and_update_card(trained, tiny_synthetic, tmp_path):
     assert card.text.count("<!-- metrics:start -->") == 1
 
 
-def test_evaluate_models_matches_training_results(trained, tiny_synthetic, tmp_path):
+def test_evaluate_models_matches_training_results(trained, tiny_synthetic, tmp_path, auto_loads):
     import evaluate_models
 
     out, _, results = trained
@@ -412,6 +474,8 @@ def test_evaluate_models_matches_training_results(trained, tiny_synthetic, tmp_p
         "baseline_bleu",
     ):
         assert got[key] == pytest.approx(results[key], abs=1e-6), key
+    # one path for both families: the Auto classes, with the saved code allowed (auto_map)
+    assert {("ProductCaptionModel", True), ("ProductCaptionProcessor", True)} <= set(auto_loads)
 
 
 def test_resumed_run_ends_where_an_uninterrupted_one_does(trained, tiny_synthetic, tmp_path):

@@ -8,7 +8,12 @@ from PIL import Image
 
 from hf_dataset import build as dataset_build
 from hf_dataset.download import process_image
-from modeling.backbone import create_backbone, load_backbone_weights, parse_pretrained
+from modeling.backbone import (
+    create_backbone,
+    create_sized_backbone,
+    load_backbone_weights,
+    parse_pretrained,
+)
 from modeling.image_processing import ProductImageProcessor, load_image, to_rgb
 
 
@@ -156,6 +161,16 @@ def test_from_timm_uses_backbone_normalisation():
 def test_unknown_backbone_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown timm backbone 'resnet5O'"):
         create_backbone("resnet5O")
+
+
+def test_sized_backbone_returns_the_kwargs_it_was_built_with():
+    vit, kwargs = create_sized_backbone("test_vit", 48, drop_path_rate=0.1)
+    assert kwargs == {"drop_path_rate": 0.1, "img_size": 48}
+    assert tuple(vit.patch_embed.img_size) == (48, 48)
+    _, kwargs = create_sized_backbone("test_resnet", 48, drop_path_rate=0.1)
+    assert kwargs == {"drop_path_rate": 0.1}  # a CNN takes any size and has no img_size
+    with pytest.raises(TypeError, match="no_such_argument"):  # only img_size is retried without
+        create_sized_backbone("test_resnet", 48, no_such_argument=1)
 
 
 def test_pretrained_path_really_loads_given_weights(tmp_path):

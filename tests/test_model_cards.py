@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
@@ -144,3 +145,59 @@ def test_dry_run_space_folder_holds_what_the_space_needs(tmp_path):
     assert not (
         folder / "models" / "caption" / "checkpoints"
     ).exists()  # training leftovers stay home
+
+
+def _amazon_dataset(tmp_path) -> Path:
+    """A dataset folder with the build report `python -m hf_dataset amazon` writes (the card reads
+    nothing else of it)."""
+    folder = tmp_path / "amazon"
+    folder.mkdir()
+    report = {
+        "source": "amazon",
+        "metadata": "meta_Amazon_Fashion.jsonl.gz",
+        "filters": {"images": "first", "min_ratings": 10, "max_products": None},
+        "image": {"max_side": 384, "format": "JPEG q90", "max_pixels": 89478485},
+        "selected": {"products": 210, "images": 210},
+        "dropped_records": {"below_min_ratings": 303, "no_image": 1},
+        "dropped_images": {"http_404": 2, "timeout": 1},
+        "kept": {"train": 140, "validation": 45, "test": 22, "total": 207},
+    }
+    (folder / "build_report.json").write_text(json.dumps(report))
+    return folder
+
+
+def test_rating_card_shows_the_filters_and_drops_of_an_amazon_build(tmp_path):
+    dataset = _amazon_dataset(tmp_path)
+    folder = _model_dir(tmp_path, {"mae": 0.5, "baseline_mae": 0.7, "num_samples": 22})
+    write_model_card(folder, task="rating", dataset=dataset, backbone="resnet50",
+                     command="python train_rating.py", hyperparameters={})  # fmt: skip
+    text = ModelCard.load(folder / "README.md").text
+    assert "`min_ratings=10`" in text and "`images=first`" in text
+    assert "Records dropped while building: below_min_ratings 303, no_image 1." in text
+    assert "Images dropped while building: http_404 2, timeout 1." in text
+
+
+def test_the_dataset_id_of_a_local_folder_is_its_name(tmp_path):
+    """No build writes a Hub id into its report (`hf_dataset push` uploads the report as built)."""
+    dataset = _amazon_dataset(tmp_path)
+    report = json.loads((dataset / "build_report.json").read_text())
+    (dataset / "build_report.json").write_text(json.dumps({**report, "hub_id": "someone/else"}))
+    folder = _model_dir(tmp_path, {"mae": 0.5, "num_samples": 22})
+    write_model_card(folder, task="rating", dataset=dataset, backbone="resnet50",
+                     command="python train_rating.py", hyperparameters={})  # fmt: skip
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.eval_results[0].dataset_type == "amazon" and not card.data.datasets
+
+
+def test_baselines_are_the_flat_baseline_keys_of_eval_results(tmp_path, tiny_synthetic):
+    """`baseline_<metric>` (docs/DESIGN.md, metric keys) is the one place a baseline is read from;
+    a nested `baseline` dict is no format of eval_results.json."""
+    results = {"bleu": 40.0, "jaccard": 0.5, "baseline_jaccard": 0.25, "num_samples": 4,
+               "baseline": {"bleu": 3.0}}  # fmt: skip
+    folder = _model_dir(tmp_path, results)
+    write_model_card(folder, task="caption", dataset=tiny_synthetic, backbone="test_vit",
+                     command="python train_caption.py", hyperparameters={},
+                     extra={"frozen": True, "attention": True})  # fmt: skip
+    text = ModelCard.load(folder / "README.md").text
+    assert "| BLEU-4 (higher is better) | **40** | - |" in text
+    assert "| Jaccard (higher is better) | **0.5** | 0.25 |" in text

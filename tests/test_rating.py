@@ -1,5 +1,6 @@
 """The rating model (tiny timm backbones, 32-64 px, CPU)."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +19,8 @@ import evaluate_models
 import train_rating
 from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel
 from training.script import UserError
+
+from .conftest import tensorboard_scalars
 
 
 @pytest.fixture(autouse=True)
@@ -103,6 +106,42 @@ def test_weighted_loss():
     assert torch.allclose(plain, equal) and torch.allclose(first_only, first)
 
 
+def test_config_is_strict():
+    from huggingface_hub.errors import StrictDataclassFieldValidationError
+
+    with pytest.raises(StrictDataclassFieldValidationError, match="freeze_backbone"):
+        ProductRatingConfig(freeze_backbone="false")  # a truthy string would freeze the backbone
+    config = ProductRatingConfig()
+    with pytest.raises(StrictDataclassFieldValidationError, match="head_hidden_size"):
+        config.head_hidden_size = "256"
+    # ints are still welcome where a float is expected, and saved as floats
+    assert ProductRatingConfig(min_rating=1, max_rating=5, dropout=0).to_dict()["min_rating"] == 1.0
+
+
+def test_a_folder_saved_before_the_config_was_strict_still_loads(tmp_path):
+    model = train_a_little(tiny_model())
+    model.save_pretrained(tmp_path)
+    # config.json as the first version of this config wrote it: neither freeze_backbone nor
+    # pretrained_weights existed, and transformers 4 named the dtype torch_dtype
+    old = {
+        "architectures": ["ProductRatingModel"],
+        "auto_map": {
+            "AutoConfig": "configuration_rating.ProductRatingConfig",
+            "AutoModel": "modeling_rating.ProductRatingModel",
+        },
+        "backbone": "test_resnet", "drop_path_rate": 0.0, "dropout": 0.2, "head_hidden_size": 16,
+        "huber_delta": 1.0, "image_size": 32, "initializer_range": 0.02, "max_rating": 5.0,
+        "min_rating": 1.0, "model_type": "product_rating", "rating_prior": 3.0,
+        "torch_dtype": "float32", "transformers_version": "4.57.1",
+    }  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert not loaded.config.freeze_backbone and loaded.config.pretrained_weights is None
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(pixels).predictions, loaded(pixels).predictions)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="rating_prior"):
         ProductRatingConfig(rating_prior=5.0)
@@ -110,6 +149,14 @@ def test_config_validation():
         ProductRatingConfig(huber_delta=0)
     with pytest.raises(ValueError, match="unknown timm backbone"):
         ProductRatingModel(ProductRatingConfig(backbone="resnet5O"))
+
+
+def test_backbone_kwargs_are_the_ones_it_was_built_with():
+    assert tiny_model("test_vit", drop_path_rate=0.1).backbone_kwargs == {
+        "drop_path_rate": 0.1,
+        "img_size": 32,
+    }
+    assert tiny_model("test_resnet").backbone_kwargs == {"drop_path_rate": 0.0}
 
 
 @pytest.mark.parametrize("backbone, size", [("test_resnet", 32), ("test_coatnet", 64)])
@@ -284,6 +331,37 @@ def test_model_card_holds_the_test_metrics(trained):
         assert f"]({plot})" in card.text
 
 
+def test_tensorboard_gets_the_loss_and_mae_of_every_epoch(trained):
+    output_dir, _ = trained
+    logged = tensorboard_scalars(output_dir / "runs")
+    checkpoint = max(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    epochs = [h for h in history if "eval_mae" in h]
+    assert len(epochs) == 2  # --num_train_epochs 2
+    for h in epochs:
+        assert logged["eval/mae"][h["step"]] == pytest.approx(h["eval_mae"])
+        assert logged["eval/loss"][h["step"]] == pytest.approx(h["eval_loss"])
+    train_losses = {h["step"]: h["loss"] for h in history if "loss" in h}
+    assert train_losses and logged["train/loss"] == pytest.approx(train_losses)
+
+
+def test_a_tracker_that_is_not_installed_is_one_clear_error(tmp_path):
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed")
+    with pytest.raises(UserError, match=r"--report_to wandb: wandb is not installed"):
+        train_rating.parse_args(
+            ["--dataset", "unused", "--output_dir", str(tmp_path), "--report_to", "wandb"]
+        )
+    with pytest.raises(UserError, match="--report_to tensorbored: not a known tracker"):
+        train_rating.parse_args(
+            ["--dataset", "unused", "--output_dir", str(tmp_path), "--report_to", "tensorbored"]
+        )
+    *_, training_args = train_rating.parse_args(
+        ["--dataset", "unused", "--output_dir", str(tmp_path), "--report_to", "none"]
+    )
+    assert training_args.report_to == []
+
+
 def test_push_without_network_is_one_clear_error(trained):
     from model_cards import PublishError, push_model
 
@@ -292,7 +370,9 @@ def test_push_without_network_is_one_clear_error(trained):
         push_model(output_dir, "me/rating")
 
 
-def test_evaluate_models_reproduces_the_training_scores(trained, tiny_synthetic, tmp_path):
+def test_evaluate_models_reproduces_the_training_scores(
+    trained, tiny_synthetic, tmp_path, auto_loads
+):
     output_dir, results = trained
     out = tmp_path / "eval.json"
     evaluated = evaluate_models.main(
@@ -301,6 +381,8 @@ def test_evaluate_models_reproduces_the_training_scores(trained, tiny_synthetic,
     assert json.loads(out.read_text())["model_type"] == "product_rating"
     for key in ("mae", "rmse", "r2", "baseline_mae", "num_samples"):
         assert evaluated[key] == pytest.approx(results[key], abs=1e-5), key
+    # one path for both families: the Auto classes, with the saved code allowed (auto_map)
+    assert {("ProductRatingModel", True), ("ProductImageProcessor", True)} <= set(auto_loads)
 
 
 def test_normalizing_on_the_device_trains_like_normalizing_in_the_workers(
@@ -404,13 +486,18 @@ def test_command_line_errors_are_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_accelerate_launch_two_processes(tiny_synthetic, tmp_path):
-    result = run_script(
-        "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
-        "train_rating.py", "--dataset", tiny_synthetic, "--output_dir", tmp_path, *TINY_ARGS,
-        "--num_train_epochs", "1",
+    # accelerate 1.15's `launch --cpu --num_processes 2` starts ONE process (its simple launcher);
+    # two CPU processes need the torchrun launcher (--multi_gpu) with ACCELERATE_USE_CPU=1
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "train_rating.py", "--dataset", str(tiny_synthetic), "--output_dir", str(tmp_path),
+         *TINY_ARGS, "--num_train_epochs", "1"],
+        cwd=REPO_ROOT, env={**SCRIPT_ENV, "ACCELERATE_USE_CPU": "1"}, capture_output=True,
+        text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "training on 2 processes" in result.stdout  # really distributed
     results = json.loads((tmp_path / "eval_results.json").read_text())
     test_rows = len(datasets.load_from_disk(str(tiny_synthetic))["test"])
     assert results["num_samples"] == test_rows  # gathered from both processes, no duplicates
