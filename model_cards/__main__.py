@@ -1,8 +1,10 @@
-"""`python -m model_cards publish-space ...`: assemble the Gradio Space and upload it to the Hub."""
+"""`python -m model_cards publish-space ...`: assemble the Gradio Space and upload it to the Hub;
+`python -m model_cards resave DIR`: save an older model folder again with the current code."""
 
 import argparse
 import sys
 
+from .resave import resave
 from .space import PublishError, publish_space
 
 
@@ -25,7 +27,23 @@ def main(argv=None) -> int:
     space.add_argument(
         "--overwrite", action="store_true", help="replace a non-empty --output folder"
     )
+    again = commands.add_parser(
+        "resave",
+        help="save a model folder again with this version's code (pipeline() support included)",
+        description="Load a rating or caption model folder with this package's classes and write "
+        "the current code, config and processor files over the old ones; weights, card, metrics "
+        "and plots stay.",
+    )
+    again.add_argument("folder", help="a saved rating or caption model folder")
     args = parser.parse_args(argv)
+    if args.command == "resave":
+        try:
+            written = resave(args.folder)
+        except PublishError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"re-saved {args.folder}: {', '.join(written)}")
+        return 0
     try:
         result = publish_space(
             rating_model=args.rating_model,
