@@ -48,6 +48,7 @@ from modeling import (
     build_caption_tokenizer,
 )
 from modeling.backbone import parse_pretrained
+from serving.attention import attention_figure, caption_attention
 from training.baselines import compare_with_retrieval
 from training.captions import (
     CaptionRows,
@@ -570,6 +571,10 @@ def write_outputs(run: Run, state, results, predictions, dataset, model_args, ar
         [run.references["test"][i] for i in shown],
         output_dir / "plots" / "caption_samples.png",
     )
+    if unwrapped.config.attention:
+        plot_attention_samples(
+            unwrapped, run.processor, dataset["test"], output_dir / "plots", args
+        )
     log(json.dumps(results, indent=2))
     command = command_line("train_caption.py", argv, run.accelerator.num_processes)
     write_card(output_dir, model_args, args, command, unwrapped.config.pretrained_weights)
@@ -577,6 +582,17 @@ def write_outputs(run: Run, state, results, predictions, dataset, model_args, ar
     if args.push_to_hub:
         url = push_model(output_dir, args.hub_model_id, private=args.hub_private_repo)
         log(f"pushed to {url}")
+
+
+def plot_attention_samples(model, processor, split, folder: Path, args, count: int = 3) -> None:
+    """Where the model looked for each word, on the first test photos (`plots/attention_*.png`)."""
+    model.eval()
+    side = processor.image_processor.image_size
+    for i in range(min(count, len(split))):
+        image = split[i]["image"]
+        _, words, weights = caption_attention(model, processor, image, args.num_beams)
+        figure = attention_figure(image, words, weights, side)
+        figure.savefig(folder / f"attention_{i}.png", dpi=110)
 
 
 def write_card(output_dir: Path, model_args, args, command: str, pretrained_weights) -> None:

@@ -50,10 +50,13 @@ class ProductCaptionOutput(ModelOutput):
 @dataclass
 class ProductCaptionGenerateOutput(ModelOutput):
     """`sequences`: (B, 1 + L) token ids starting with BOS, padded after EOS; `sequences_scores`: (B,)
-    sum of the log-probabilities of the generated tokens (EOS included) / length ** length_penalty."""
+    sum of the log-probabilities of the generated tokens (EOS included) / length ** length_penalty;
+    `attentions` (with `output_attentions`, attention models only): (B, L, N) each generated token's
+    attention weights over the N spatial tokens, rows summing to 1, zeros after EOS."""
 
     sequences: torch.LongTensor | None = None
     sequences_scores: torch.FloatTensor | None = None
+    attentions: torch.FloatTensor | None = None
 
 
 class AdditiveAttention(nn.Module):
@@ -80,7 +83,9 @@ class AdditiveAttention(nn.Module):
         # tanh in place: a second (B, K, N, A) buffer per step costs more than the tanh itself
         scores = self.score(energies.tanh_()).squeeze(-1)  # (B, K, N)
         weights = scores.softmax(dim=-1)  # (B, K, N)
-        return torch.bmm(weights, tokens).flatten(0, 1)  # (B * K, D)
+        return torch.bmm(weights, tokens).flatten(0, 1), weights.flatten(
+            0, 1
+        )  # (B * K, D), (B * K, N)
 
 
 class CaptionDecoder(nn.Module):
@@ -149,9 +154,12 @@ class CaptionDecoder(nn.Module):
         return pooled, tokens, projected
 
     def step(self, input_ids, context_inputs, state):
-        """input_ids (B,) -> logits (B, vocab_size) for the next word, and the new state."""
-        top, state = self.advance(self.dropout(self.embed(input_ids)), context_inputs, state)
-        return self.lm_head(top), state
+        """input_ids (B,) -> logits (B, vocab_size) for the next word, the new state and the step's
+        attention weights (B, N), None without attention."""
+        top, state, weights = self.advance(
+            self.dropout(self.embed(input_ids)), context_inputs, state
+        )
+        return self.lm_head(top), state, weights
 
     def forward(self, input_ids, context_inputs, state):
         """Teacher forcing: input_ids (B, T) -> logits (B, T, vocab_size). The same steps as `step`,
@@ -159,16 +167,18 @@ class CaptionDecoder(nn.Module):
         embedded = self.dropout(self.embed(input_ids))  # (B, T, E)
         outputs = []
         for t in range(input_ids.shape[1]):
-            top, state = self.advance(embedded[:, t], context_inputs, state)
+            top, state, _ = self.advance(embedded[:, t], context_inputs, state)
             outputs.append(top)
         return self.lm_head(torch.stack(outputs, dim=1))  # (B, T, V)
 
     def advance(self, embedded, context_inputs, state):
-        """One step of the LSTM: embedded word (B, E) -> top layer's output (B, H), new state."""
+        """One step of the LSTM: embedded word (B, E) -> top layer's output (B, H), new state, and the
+        attention weights (B, N) it read the image with (None without attention)."""
         pooled, tokens, projected, buffer = context_inputs
         top = state[-1][0]  # (B * K, H): K = 1 outside beam search
+        weights = None
         if self.attention:
-            context = self.attend(tokens, projected, top, out=buffer)  # (B, C)
+            context, weights = self.attend(tokens, projected, top, out=buffer)  # (B, C), (B, N)
             if self.feature_proj is None:
                 # sum_i w_i (gamma x_i + beta) = gamma sum_i w_i x_i + beta: the weights sum to 1
                 norm = self.feature_norm
@@ -182,7 +192,7 @@ class CaptionDecoder(nn.Module):
             h, c = cell(x, (h, c))  # (B, H) each
             new_state.append((h, c))
             x = self.dropout(h)
-        return x, new_state
+        return x, new_state, weights
 
 
 class ProductCaptionModel(PreTrainedModel):
@@ -259,14 +269,16 @@ class ProductCaptionModel(PreTrainedModel):
         return self
 
     def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """pixel_values (B, 3, S, S) -> memory (B, 1 + N, D): the pooled feature, then N tokens."""
+        """pixel_values (B, 3, S, S) -> memory (B, 1 + N, D): the pooled feature, then the N spatial
+        tokens (the attention attends over these alone)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
             features = self.encoder.forward_features(pixel_values)  # (B, N, D) or (B, D, H, W)
             pooled = self.encoder.forward_head(features, pre_logits=True)  # (B, D)
-        tokens = (
-            features.flatten(2).transpose(1, 2) if features.ndim == 4 else features
-        )  # (B, N, D)
-        return torch.cat([pooled[:, None], tokens], dim=1)
+        if features.ndim == 4:  # a CNN's map (B, D, h, w): its h * w cells are the tokens
+            tokens = features.flatten(2).transpose(1, 2)
+        else:  # a ViT's (B, P + N, D): the N patches, without the class or register tokens
+            tokens = features[:, getattr(self.encoder, "num_prefix_tokens", 0) :]
+        return torch.cat([pooled[:, None], tokens], dim=1)  # (B, 1 + N, D)
 
     def _memory(self, pixel_values, encoder_hidden_states):
         if (pixel_values is None) == (encoder_hidden_states is None):
@@ -324,6 +336,7 @@ class ProductCaptionModel(PreTrainedModel):
         length_penalty: float = 1.0,
         max_new_tokens: int | None = None,
         return_dict_in_generate: bool = False,
+        output_attentions: bool = False,
     ) -> torch.LongTensor | ProductCaptionGenerateOutput:
         """Deterministic captions: greedy (`num_beams=1`) or beam search, batched over images and beams.
 
@@ -331,18 +344,26 @@ class ProductCaptionModel(PreTrainedModel):
         `tokenizer.batch_decode(ids, skip_special_tokens=True)`), or with `return_dict_in_generate`
         a `ProductCaptionGenerateOutput` that also holds each caption's score: the sum of its tokens'
         log-probabilities (EOS included) divided by its length ** `length_penalty`.
+        `output_attentions` (implies the dict) adds each generated token's attention weights over the
+        spatial tokens, (B, L, N); they do not change the captions.
         """
         if num_beams < 1:
             raise ValueError(f"num_beams must be >= 1, got {num_beams}")
         max_new_tokens = max_new_tokens or self.config.max_length - 1
         memory = self._memory(pixel_values, encoder_hidden_states)
+        if output_attentions and not self.config.attention:
+            raise ValueError("output_attentions needs an attention model (config.attention=True)")
         search = self._greedy if num_beams == 1 else self._beam_search
-        sequences, scores = search(memory, num_beams, length_penalty, max_new_tokens)
-        if return_dict_in_generate:
-            return ProductCaptionGenerateOutput(sequences=sequences, sequences_scores=scores)
+        sequences, scores, attentions = search(
+            memory, num_beams, length_penalty, max_new_tokens, output_attentions
+        )
+        if return_dict_in_generate or output_attentions:
+            return ProductCaptionGenerateOutput(
+                sequences=sequences, sequences_scores=scores, attentions=attentions
+            )
         return sequences
 
-    def _greedy(self, memory, num_beams, length_penalty, max_new_tokens):
+    def _greedy(self, memory, num_beams, length_penalty, max_new_tokens, output_attentions=False):
         """Batched greedy search. Finished rows leave the batch once they are a quarter of it, so
         short captions stop costing steps (not at every EOS: each drop copies the image tensors)."""
         c, B, device = self.config, memory.shape[0], memory.device
@@ -353,9 +374,13 @@ class ProductCaptionModel(PreTrainedModel):
         lengths = torch.zeros(B, device=device)
         rows = torch.arange(B, device=device)  # the image of each row still in the batch
         tokens, done = sequences[:, 0], torch.zeros(B, dtype=torch.bool, device=device)
+        N = memory.shape[1] - 1
+        attentions = memory.new_zeros(B, max_new_tokens, N) if output_attentions else None
         t = 0
         for t in range(1, max_new_tokens + 1):
-            logits, state = self.decoder.step(tokens, context_inputs, state)
+            logits, state, weights = self.decoder.step(tokens, context_inputs, state)
+            if attentions is not None:
+                attentions[rows[~done], t - 1] = weights[~done].float()
             log_probs = logits.float().log_softmax(dim=-1)  # (rows, V)
             tokens = log_probs.argmax(dim=-1).masked_fill(done, c.pad_token_id)
             sequences[rows, t] = tokens
@@ -369,9 +394,12 @@ class ProductCaptionModel(PreTrainedModel):
                 rows, tokens, done = rows[keep], tokens[keep], done[keep]
                 state = [(h[keep], cell[keep]) for h, cell in state]
                 context_inputs = tuple(x if x is None else x[keep] for x in context_inputs)
-        return sequences[:, : t + 1], log_prob / lengths.clamp(min=1) ** length_penalty
+        scores = log_prob / lengths.clamp(min=1) ** length_penalty
+        return sequences[:, : t + 1], scores, None if attentions is None else attentions[:, :t]
 
-    def _beam_search(self, memory, num_beams, length_penalty, max_new_tokens):
+    def _beam_search(
+        self, memory, num_beams, length_penalty, max_new_tokens, output_attentions=False
+    ):
         """Beam search over all B * K beams at once. A finished beam stays in the beam, extended only by
         pad at no cost, and competes with the live ones on its length-normalised score."""
         c, K = self.config, num_beams
@@ -388,9 +416,10 @@ class ProductCaptionModel(PreTrainedModel):
         finished_row = torch.full((V,), float("-inf"), device=device)
         finished_row[c.pad_token_id] = 0.0
         offsets = torch.arange(B, device=device)[:, None] * K  # (B, 1): row of beam 0 of each image
+        attentions = memory.new_zeros(B * K, 0, memory.shape[1] - 1) if output_attentions else None
 
         for _ in range(max_new_tokens):
-            logits, state = self.decoder.step(tokens, context_inputs, state)
+            logits, state, weights = self.decoder.step(tokens, context_inputs, state)
             log_probs = logits.float().log_softmax(dim=-1).view(B, K, V)
             log_probs = torch.where(done[..., None], finished_row, log_probs)
             totals = scores[..., None] + log_probs  # (B, K, V)
@@ -404,6 +433,9 @@ class ProductCaptionModel(PreTrainedModel):
             state = [(h[rows], cell[rows]) for h, cell in state]
             tokens = tokens.view(-1)
             sequences = torch.cat([sequences[rows], tokens[:, None]], dim=1)
+            if attentions is not None:  # the weights of the beam each survivor extends
+                step = weights[rows].float().masked_fill(done.view(-1, 1), 0.0)  # none after EOS
+                attentions = torch.cat([attentions[rows], step[:, None]], dim=1)
             done |= (tokens == c.eos_token_id).view(B, K)
             if done.all():
                 break
@@ -411,7 +443,8 @@ class ProductCaptionModel(PreTrainedModel):
         final = scores / lengths.clamp(min=1) ** length_penalty  # (B, K)
         pick = final.argmax(dim=-1)  # (B,)
         rows = pick + offsets[:, 0]
-        return sequences[rows], final.gather(1, pick[:, None])[:, 0]
+        chosen = None if attentions is None else attentions[rows]
+        return sequences[rows], final.gather(1, pick[:, None])[:, 0], chosen
 
 
 __all__ = ["ProductCaptionModel", "ProductCaptionOutput", "ProductCaptionGenerateOutput"]

@@ -3,35 +3,30 @@
 `app.py` is a thin entry point over this package, and a Hub Space runs both alone: every import here
 is third-party or from this package, and the model code comes with each saved model
 (`trust_remote_code=True`), photo loading included (its image processor's `load_image`).
+
+    images.py     uploads and zip archives -> the photos to predict
+    models.py     finding, loading and keeping the models
+    predict.py    one photo, a batch, a comparison: plain functions
+    render.py     stars, latency, histogram, summaries, model cards
+    attention.py  where the caption model looked for each word (also drawn by train_caption.py)
+    ui.py         the Gradio page, one builder per tab
+
+The names below load their module on first use, so `import serving.attention` does not start gradio.
 """
 
-from .images import InputError, collect_images
-from .models import (
-    CaptionModel,
-    ModelCache,
-    ModelError,
-    RatingModel,
-    load_model,
-    missing_model_hint,
-    resolve_model,
-)
-from .predict import compare_models, predict, predict_batch
-from .ui import EXAMPLES, create_app, launch
+import importlib
 
-__all__ = [
-    "EXAMPLES",
-    "CaptionModel",
-    "InputError",
-    "ModelCache",
-    "ModelError",
-    "RatingModel",
-    "collect_images",
-    "compare_models",
-    "create_app",
-    "launch",
-    "load_model",
-    "missing_model_hint",
-    "predict",
-    "predict_batch",
-    "resolve_model",
-]
+_EXPORTS = {
+    "InputError": "images", "collect_images": "images",
+    "CaptionModel": "models", "ModelCache": "models", "ModelError": "models", "RatingModel": "models",
+    "load_model": "models", "missing_model_hint": "models", "resolve_model": "models",
+    "compare_models": "predict", "predict": "predict", "predict_batch": "predict",
+    "EXAMPLES": "ui", "create_app": "ui", "launch": "ui",
+}  # fmt: skip
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

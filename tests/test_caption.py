@@ -144,6 +144,10 @@ def test_greedy_equals_beam_search_with_one_beam(
     one_beam = model._beam_search(model.encode(pixel_values), 1, 1.0, 11)
     assert torch.equal(greedy.sequences, one_beam[0])
     assert torch.allclose(greedy.sequences_scores, one_beam[1])
+    if attention:  # and the attention weights of the chosen words
+        traced = model.generate(pixel_values, output_attentions=True).attentions
+        beamed = model._beam_search(model.encode(pixel_values), 1, 1.0, 11, True)[2]
+        assert torch.allclose(traced, beamed[:, : traced.shape[1]], atol=1e-6)
     # batched generation = one image at a time, from pixels or from precomputed features
     memory = model.encode(pixel_values)
     for i in range(len(images)):
@@ -227,6 +231,57 @@ def test_a_projected_context_saves_loads_and_scores_like_teacher_forcing(
     assert torch.equal(out.sequences, model.generate(encoder_hidden_states=memory, num_beams=3))
     expected = teacher_forced_log_prob(model, memory[:1], out.sequences[0], tokenizer.eos_token_id)
     assert out.sequences_scores[0].item() == pytest.approx(expected.item(), abs=1e-4)
+
+
+@pytest.mark.parametrize("encoder, image_size", [("test_vit", 32), ("test_resnet", 64)])
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_attention_weights_leave_captions_unchanged_and_sum_to_one(
+    tokenizer, encoder, image_size, num_beams
+):
+    torch.manual_seed(0)
+    config = tiny_caption_config(tokenizer, encoder_name=encoder, image_size=image_size,
+                                 initializer_range=1.0)  # fmt: skip
+    model = ProductCaptionModel(config).eval()
+    with torch.no_grad():  # EOS likely from step 3 on: captions of different lengths in one batch
+        model.decoder.lm_head.bias[config.eos_token_id] = 1.5
+    pixels = torch.randn(4, 3, image_size, image_size)
+    plain = model.generate(pixels, num_beams=num_beams)
+    out = model.generate(pixels, num_beams=num_beams, output_attentions=True)
+    assert torch.equal(out.sequences, plain)
+    features = model.encoder.forward_features(pixels)
+    spatial = features.shape[1] - model.encoder.num_prefix_tokens if features.ndim == 3 else (
+        features.shape[2] * features.shape[3])  # fmt: skip
+    assert spatial > 1 and out.attentions.shape == (4, plain.shape[1] - 1, spatial)
+    generated = plain[:, 1:]
+    ended = (generated == config.eos_token_id).cumsum(dim=1)
+    words = (ended == 0) | ((ended == 1) & (generated == config.eos_token_id))  # up to the EOS
+    assert (~words).any() and words.any()  # some captions end early: both cases are checked
+    sums = out.attentions.sum(dim=-1)
+    assert torch.allclose(sums[words], torch.ones_like(sums[words]), atol=1e-5)
+    assert (out.attentions[~words] == 0).all()
+
+
+def test_attention_weights_need_an_attention_model(tokenizer):
+    model = ProductCaptionModel(tiny_caption_config(tokenizer, attention=False)).eval()
+    with pytest.raises(ValueError, match="attention model"):
+        model.generate(torch.randn(1, 3, 32, 32), output_attentions=True)
+
+
+def test_attention_figure_has_one_map_per_word(model, processor, images):
+    from serving.attention import attention_figure, caption_attention, letterbox_box
+
+    caption, words, weights = caption_attention(model, processor, images[0], num_beams=2)
+    assert words and "".join(words).replace(" ", "") == caption.replace(" ", "")  # its words
+    assert weights.shape == (
+        len(words),
+        model.encode(processor(images=images[:1])["pixel_values"]).shape[1] - 1,
+    )
+    figure = attention_figure(images[0], words, weights, side=32)
+    shown = [ax for ax in figure.axes if ax.images]
+    assert len(shown) == len(words) + 1  # the photo, then one heatmap per word
+    assert all(len(ax.images) == 2 for ax in shown[1:])
+    # a 40 x 30 (tall) photo in a 32 px letterbox: 24 px wide, centred
+    assert letterbox_box(30, 40, 32) == (4.0, 0.0, 28.0, 32.0)
 
 
 def test_generate_is_deterministic(model, processor, images):
@@ -356,7 +411,7 @@ def test_training_writes_model_results_and_plots(trained):
     out, _, results = trained
     for name in ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
                  "modeling_caption.py", "eval_results.json", "plots/caption_training.png",
-                 "plots/caption_samples.png"):  # fmt: skip
+                 "plots/caption_samples.png", "plots/attention_0.png"):  # fmt: skip
         assert (out / name).is_file(), name
     saved = json.loads((out / "eval_results.json").read_text())
     assert saved == pytest.approx(results)
