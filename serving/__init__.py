@@ -6,7 +6,7 @@ is third-party or from this package, and the model code comes with each saved mo
 
     images.py     uploads and zip archives -> the photos to predict
     models.py     finding, loading and keeping the models
-    predict.py    one photo, a batch, a comparison: plain functions
+    prediction.py one photo, a batch, a comparison: plain functions
     render.py     stars, latency, histogram, summaries, model cards
     attention.py  where the caption model looked for each word (also drawn by train_caption.py)
     ui.py         the Gradio page, one builder per tab
@@ -20,7 +20,7 @@ _EXPORTS = {
     "InputError": "images", "collect_images": "images",
     "CaptionModel": "models", "ModelCache": "models", "ModelError": "models", "RatingModel": "models",
     "load_model": "models", "missing_model_hint": "models", "resolve_model": "models",
-    "compare_models": "predict", "predict": "predict", "predict_batch": "predict",
+    "compare_models": "prediction", "predict": "prediction", "predict_batch": "prediction",
     "EXAMPLES": "ui", "create_app": "ui", "launch": "ui",
 }  # fmt: skip
 __all__ = sorted(_EXPORTS)
@@ -28,5 +28,7 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value  # looked up once
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from .attention import attention_figure
 from .images import MAX_MEGAPIXELS, InputError
 from .models import (
     HERE,
@@ -26,7 +27,7 @@ from .models import (
     load_model,
     missing_model_hint,
 )
-from .predict import MAX_BEAMS, compare_models, predict, predict_batch
+from .prediction import MAX_BEAMS, compare_models, predict, predict_batch
 from .render import (
     latency_text,
     model_info,
@@ -79,12 +80,12 @@ def predict_tab(
         if not image or not image.get("path"):
             raise InputError("no photo: upload, paste or take one first")
         result = predict(image["path"], rating_model, caption_model, num_beams, max_pixels)
-        return (
-            result["rating"],
-            result["caption"],
-            stars_html(result["rating"]),
-            latency_text(result),
+        looked = result["attention"]
+        figure = looked and attention_figure(
+            looked["photo"], looked["words"], looked["weights"], looked["side"], columns=5
         )
+        stars = stars_html(result["rating"])
+        return result["rating"], result["caption"], stars, latency_text(result), figure
 
     with gr.Tab("Predict"), gr.Row():
         with gr.Column():
@@ -117,12 +118,17 @@ def predict_tab(
                 visible=caption_model is not None,
             )
             latency = gr.Markdown(elem_id="latency")
+            attention = gr.Plot(
+                label="Where the model looked for each word",
+                elem_id="attention",
+                visible=caption_model is not None and caption_model.model.config.attention,
+            )
     button.click(
         on_predict,
         inputs=[image, beams],
-        outputs=[rating, caption, stars, latency],
+        outputs=[rating, caption, stars, latency, attention],
         api_name="predict",
-        api_description="One photo -> (rating, caption, stars HTML, latency text).",
+        api_description="One photo -> (rating, caption, stars HTML, latency text, attention plot).",
         preprocess=False,  # gr.Image would open the file before the loader checks it
         concurrency_limit=2,
         concurrency_id="predict",

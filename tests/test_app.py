@@ -439,7 +439,7 @@ def test_a_space_with_one_model_serves_it_alone(tmp_path, model_dirs):
                 if process.poll() is not None or time.time() > deadline:
                     pytest.fail(f"the app did not start:\n{process.stdout.read()[-3000:]}")
                 time.sleep(0.5)
-        rating, caption, stars, _ = Client(url, verbose=False).predict(
+        rating, caption, stars, _, _ = Client(url, verbose=False).predict(
             handle_file(str(folder / "examples" / serving.EXAMPLES[0].name)), 2, api_name="/predict"
         )
         assert rating is None and stars == "" and isinstance(caption, str) and caption
@@ -465,13 +465,14 @@ def test_endpoints_are_named(client):
 
 @pytest.mark.slow
 def test_predict_endpoint(client, models):
-    rating, caption, stars, latency = client.predict(
+    rating, caption, stars, latency, attention = client.predict(
         handle_file(str(serving.EXAMPLES[1])), 3, api_name="/predict"
     )
     expected = serving.predict(serving.EXAMPLES[1], *models, num_beams=3)
     assert rating == pytest.approx(expected["rating"], abs=1e-6) and caption == expected["caption"]
     assert f"{expected['rating']:.2f}" in stars and "★" in stars
     assert "Latency" in latency and "total" in latency
+    assert attention is not None  # the tiny caption model has attention: its figure comes back
 
 
 @pytest.mark.slow
@@ -479,7 +480,7 @@ def test_predict_endpoint(client, models):
 def test_bad_input_gives_a_message_and_the_server_stays_up(client, files, kind):
     with pytest.raises(AppError, match=BAD[kind].replace("(", r"\(").replace(")", r"\)")):
         client.predict(handle_file(str(files[kind])), 3, api_name="/predict")
-    rating, caption, _, _ = client.predict(
+    rating, caption, _, _, _ = client.predict(
         handle_file(str(serving.EXAMPLES[0])), 1, api_name="/predict"
     )
     assert 1 <= rating <= 5 and caption
@@ -496,7 +497,7 @@ def test_missing_photo_and_bad_beams_give_messages(client):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", UNUSUAL)
 def test_unusual_images_predict(client, files, models, kind):
-    rating, caption, _, _ = client.predict(handle_file(str(files[kind])), 2, api_name="/predict")
+    rating, caption, _, _, _ = client.predict(handle_file(str(files[kind])), 2, api_name="/predict")
     expected = serving.predict(files[kind], *models, num_beams=2)
     assert rating == pytest.approx(expected["rating"], abs=1e-6) and caption == expected["caption"]
 
@@ -571,7 +572,7 @@ def test_fifty_concurrent_requests_are_all_answered_correctly(client, models, fi
     with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
         answers = list(pool.map(ask, range(50)))
     assert len(answers) == 50
-    for photo, (rating, caption, _, _) in answers:
+    for photo, (rating, caption, *_) in answers:
         assert rating == pytest.approx(expected[photo]["rating"], abs=1e-6), photo
         assert caption == expected[photo]["caption"], photo
 
@@ -624,6 +625,9 @@ def test_browser_uploads_a_photo_and_sees_rating_and_caption(server, models, tmp
             page.set_input_files("#photo input[type=file]", str(serving.EXAMPLES[0]))
             page.wait_for_selector("#photo img", timeout=30_000)  # the upload is shown
             rating_text, caption_text = predict_and_read(page, uploaded)
+            # the attention figure under the title: a drawn image, not an empty plot
+            page.wait_for_selector("#attention img", timeout=30_000)
+            attention_width = page.eval_on_selector("#attention img", "img => img.naturalWidth")
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
             # an example photo goes through the same path
             page.locator("#examples button").nth(2).click()
@@ -632,6 +636,7 @@ def test_browser_uploads_a_photo_and_sees_rating_and_caption(server, models, tmp
             browser.close()
     assert rating_text == f"{uploaded['rating']:.2f}" and caption_text == uploaded["caption"]
     assert example_rating_text == f"{example['rating']:.2f}"
+    assert attention_width > 100
     if os.environ.get("APP_SCREENSHOT"):
         target = Path(os.environ["APP_SCREENSHOT"])
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from .attention import caption_attention
 from .images import MAX_PIXELS, InputError, Source, collect_images
 from .models import CaptionModel, RatingModel, ServedModel
 
@@ -34,9 +35,11 @@ def predict(
     num_beams: int = 3,
     max_pixels: int = MAX_PIXELS,
 ) -> dict:
-    """One photo -> `{"rating": float | None, "caption": str | None, "latency_ms": {...}}`.
+    """One photo -> `{"rating": float | None, "caption": str | None, "latency_ms": {...}, ...}`.
 
-    `latency_ms` has `decode`, `rating`, `caption` (each model's own time) and `total`.
+    `latency_ms` has `decode`, `rating`, `caption` (each model's own time) and `total`; with an
+    attention caption model, `attention` holds the photo, the caption's words and their weights
+    (`serving.attention.attention_figure` draws them).
     """
     num_beams = check_beams(num_beams)
     reader = _reader(rating_model, caption_model)
@@ -48,12 +51,21 @@ def predict(
         tick = time.perf_counter()
         rating = rating_model([picture])[0]
         latency["rating"] = (time.perf_counter() - tick) * 1000
+    attention = None
     if caption_model is not None:
         tick = time.perf_counter()
-        caption = caption_model([picture], num_beams=num_beams)[0]
+        if caption_model.model.config.attention:  # the same caption, and where it looked per word
+            caption, words, weights = caption_attention(
+                caption_model.model, caption_model.processor, picture, num_beams
+            )
+            attention = {"photo": picture, "words": words, "weights": weights,
+                         "side": caption_model.image_processor.image_size}  # fmt: skip
+        else:
+            caption = caption_model([picture], num_beams=num_beams)[0]
         latency["caption"] = (time.perf_counter() - tick) * 1000
     latency["total"] = (time.perf_counter() - start) * 1000
-    return {"rating": rating, "caption": caption, "latency_ms": latency, "num_beams": num_beams}
+    return {"rating": rating, "caption": caption, "latency_ms": latency, "num_beams": num_beams,
+            "attention": attention}  # fmt: skip
 
 
 def predict_batch(
