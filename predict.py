@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -147,10 +146,11 @@ def parse_args(argv=None) -> PredictArguments:
 @dataclass
 class Inputs:
     """The photos to predict: one identity row each (index, key, product_id/file, true values),
-    and how worker processes read photo i (`photo(i)` -> a path or encoded bytes, and its name)."""
+    and how worker processes read photo i (`photos.source(i)`: a path or encoded bytes;
+    `photos.name(i)`: what error messages call it)."""
 
     rows: list[dict]
-    photo: Callable[[int], tuple[str | bytes, str]]
+    photos: DatasetPhotos | FilePhotos
     columns: list[str]  # the identity and truth columns the output has, in SCHEMA_HELP's order
 
 
@@ -187,22 +187,25 @@ def dataset_inputs(path: Path, split: str) -> Inputs:
         for row, value in zip(rows, loaded[column], strict=True):
             row[f"true_{column}"] = value
     images = loaded.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))
-    photo = DatasetPhoto(images, [f"{split} row {r['index']} ({r['product_id']})" for r in rows])
-    return Inputs(rows, photo, ["product_id"] + [f"true_{c}" for c in truth])
+    photos = DatasetPhotos(images, split, product_ids)
+    return Inputs(rows, photos, ["product_id"] + [f"true_{c}" for c in truth])
 
 
-class DatasetPhoto:
+class DatasetPhotos:
     """Row i of a dataset's image column as encoded bytes (or its file), for `load_image`."""
 
-    def __init__(self, images: datasets.Dataset, names: list[str]):
-        self.images, self.names = images, names
+    def __init__(self, images: datasets.Dataset, split: str, product_ids: list):
+        self.images, self.split, self.product_ids = images, split, product_ids
 
-    def __call__(self, i: int) -> tuple[str | bytes, str]:
+    def name(self, i: int) -> str:
+        return f"{self.split} row {i} ({self.product_ids[i]})"
+
+    def source(self, i: int) -> str | bytes:
         image = self.images[i]["image"] or {}
         source = image.get("bytes") or image.get("path")
         if source is None:
-            raise ValueError(f"{self.names[i]} has no image")
-        return source, self.names[i]
+            raise ValueError(f"{self.name(i)} has no image")
+        return source
 
 
 def folder_inputs(folder: Path) -> Inputs:
@@ -220,17 +223,20 @@ def folder_inputs(folder: Path) -> Inputs:
     if not files:
         raise UserError(f"no photos in {folder} (no file with an image extension: .jpg, .png, ...)")
     rows = [{"index": i, "key": name, "file": name} for i, name in enumerate(files)]
-    return Inputs(rows, FilePhoto(folder, files), ["file"])
+    return Inputs(rows, FilePhotos(folder, files), ["file"])
 
 
-class FilePhoto:
+class FilePhotos:
     """Photo i as a path under `root`, named by its path as given."""
 
     def __init__(self, root: Path, files: list[str]):
         self.root, self.files = root, files
 
-    def __call__(self, i: int) -> tuple[str | bytes, str]:
-        return str(self.root / self.files[i]), self.files[i]
+    def name(self, i: int) -> str:
+        return self.files[i]
+
+    def source(self, i: int) -> str:
+        return str(self.root / self.files[i])
 
 
 def csv_inputs(path: Path) -> Inputs:
@@ -254,7 +260,7 @@ def csv_inputs(path: Path) -> Inputs:
         if "caption" in table:
             row["true_caption"] = table["caption"][i] or None
     truth = [f"true_{c}" for c in ("rating", "caption") if c in table]
-    return Inputs(rows, FilePhoto(path.parent, files), ["product_id", "file"] + truth)
+    return Inputs(rows, FilePhotos(path.parent, files), ["product_id", "file"] + truth)
 
 
 def parse_rating(text: str, path: Path, row: int) -> float | None:
@@ -319,7 +325,7 @@ class Photos(Dataset):
     each model (`normalize` runs on the device), or the reason it could not be."""
 
     def __init__(self, inputs: Inputs, positions: list[int], models: dict[str, Loaded], max_pixels):
-        self.photo, self.positions = inputs.photo, positions
+        self.photos, self.positions = inputs.photos, positions
         self.reader = next(iter(models.values())).image_processor
         self.processors = {task: m.image_processor for task, m in models.items()}
         self.settings = {  # two models with the same transform letterbox each photo once
@@ -332,8 +338,9 @@ class Photos(Dataset):
 
     def __getitem__(self, j: int) -> dict:
         position = self.positions[j]
+        name = self.photos.name(position)
         try:
-            source, name = self.photo(position)
+            source = self.photos.source(position)
             image = self.reader.load_image(source, name=name, **self.limit)
             pixels, done = {}, {}
             for task, processor in self.processors.items():
@@ -341,8 +348,11 @@ class Photos(Dataset):
                 if settings not in done:
                     done[settings] = processor.eval_transform(normalize=False)(image)
                 pixels[task] = done[settings]  # (3, S, S) uint8
-        except (ValueError, OSError) as error:  # UnreadableImageError names the photo
-            return {"position": position, "error": str(error) or type(error).__name__}
+        except ValueError as error:  # UnreadableImageError, which names the photo
+            return {"position": position, "error": str(error) or f"{name}: unreadable"}
+        except Exception as error:  # anything else one photo can cause: its row, not a crash
+            reason = f"{type(error).__name__}: {first_line(error, 300)}"
+            return {"position": position, "error": f"{name} could not be read ({reason})"}
         return {"position": position, "error": None, "pixels": pixels}
 
 
@@ -447,7 +457,7 @@ def done_keys(parts: Path) -> set[str]:
     return keys
 
 
-def run_settings(args: PredictArguments, tasks) -> dict:
+def run_settings(args: PredictArguments) -> dict:
     """What decides the rows' values: a resumed run must have the same, or its rows would mix."""
     settings = {k: v for k, v in asdict(args).items() if k in ("split", "num_beams", "max_pixels")}
     for name in ("rating_model", "caption_model", "dataset", "images", "csv"):
@@ -501,19 +511,21 @@ def check_settings(path: Path, settings: dict) -> None:
 
 
 def merge_parts(parts: Path, output: Path, inputs: Inputs, schema: pa.Schema) -> pa.Table:
-    """Every part -> OUTPUT, one row per photo in input order (main process only); the parts go."""
+    """Every part -> OUTPUT, one row per photo in input order (main process only); the parts go.
+    Rows are matched to today's input by key: a photo gone since an earlier run loses its row, and
+    one whose position moved (a folder that gained files) gets its new `index`."""
     files = part_files(parts)
-    table = pa.concat_tables([pq.read_table(p, schema=schema) for p in files]) if files else None
-    if table is None:
-        table = pa.Table.from_pylist([], schema=schema)
-    frame = table.to_pandas().drop_duplicates("key")  # a key is written once; be safe anyway
-    missing = {r["key"] for r in inputs.rows} - set(frame["key"])
+    tables = [pq.read_table(p, schema=schema) for p in files]
+    frame = (pa.concat_tables(tables) if tables else schema.empty_table()).to_pandas()
+    positions = {row["key"]: row["index"] for row in inputs.rows}
+    frame = frame[frame["key"].isin(positions)].drop_duplicates("key")  # each key is written once
+    missing = positions.keys() - set(frame["key"])
     if missing:
         raise UserError(
-            f"{len(missing)} photos have no row in {parts} (e.g. {sorted(missing)[0]!r}): "
+            f"{len(missing)} photos have no row in {parts} (e.g. {min(missing)!r}): "
             "run again with --resume"
         )
-    frame = frame.sort_values("index")
+    frame = frame.assign(index=frame["key"].map(positions)).sort_values("index")
     merged = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     write_atomically(merged, output)
     shutil.rmtree(parts)
@@ -552,13 +564,15 @@ def predict_shard(
     return written
 
 
-def make_loader(inputs: Inputs, positions: list[int], models, args) -> DataLoader:
+def make_loader(
+    inputs: Inputs, positions: list[int], models, args, pin_memory: bool = False
+) -> DataLoader:
     return DataLoader(
         Photos(inputs, positions, models, args.max_pixels),
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         collate_fn=collate,
-        persistent_workers=False,
+        pin_memory=pin_memory,
     )
 
 
@@ -571,7 +585,7 @@ def main(argv=None) -> Path:
     inputs = read_inputs(args)
     models = load_models(args, accelerator.device)
     schema = output_schema(inputs, models)
-    parts = prepare_output(args, run_settings(args, models), accelerator)
+    parts = prepare_output(args, run_settings(args), accelerator)
 
     done = done_keys(parts)
     earlier = [PART_NAME.fullmatch(p.name) for p in part_files(parts)]
@@ -584,15 +598,17 @@ def main(argv=None) -> Path:
         + f", {len(todo)} to predict with {', '.join(models)}"
     )
     rank, world = accelerator.process_index, accelerator.num_processes
-    loader = make_loader(inputs, todo[rank::world], models, args)
+    loader = make_loader(
+        inputs, todo[rank::world], models, args, pin_memory=accelerator.device.type == "cuda"
+    )
 
     def name_part(number: int) -> Path:
         return parts / f"run{run:03d}-rank{rank}-{number:05d}.parquet"
 
     start = time.perf_counter()
     written = predict_shard(loader, inputs, models, args, schema, name_part, accelerator)
-    seconds = time.perf_counter() - start
     counts = accelerator.gather(torch.tensor([written], device=accelerator.device)).tolist()
+    seconds = time.perf_counter() - start  # until the last process is done (gather waits)
     log(
         f"predicted {sum(counts)} photos in {seconds:.1f} s ({sum(counts) / max(seconds, 1e-9):.1f} "
         "images/s)" + (f"; per process: {counts}" if world > 1 else "")

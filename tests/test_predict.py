@@ -293,3 +293,39 @@ def test_script_reports_a_user_error_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: images folder not found: {tmp_path / 'nowhere'}"
     ]
+
+
+def test_resume_matches_rows_by_key_when_the_folder_changed(
+    model_dirs, photo_folder, tmp_path, monkeypatch
+):
+    """Rows are keyed by relative path: a photo added before resuming shifts the others' positions,
+    a photo removed loses its row."""
+    import shutil
+
+    folder = tmp_path / "photos"
+    shutil.copytree(photo_folder, folder)
+    args = ["--images", str(folder), "--part_rows", "3", "--output", str(tmp_path / "p.parquet")]
+
+    write_part = predict.write_part
+
+    def write_once(rows, schema, path):  # the first part is written, then the run is killed
+        if predict.part_files(path.parent):
+            raise KeyboardInterrupt
+        write_part(rows, schema, path)
+
+    monkeypatch.setattr(predict, "write_part", write_once)
+    with pytest.raises(KeyboardInterrupt):
+        run(model_dirs, *args)
+    assert predict.done_keys(tmp_path / "p.parquet.parts") == {
+        "broken.jpg",
+        "empty.png",
+        "more/p2.png",
+    }
+    monkeypatch.setattr(predict, "write_part", write_part)
+    shutil.copy(folder / "p0.jpg", folder / "a_new.jpg")
+    (folder / "more" / "p2.png").unlink()
+    table = run(model_dirs, *args, "--resume").set_index("file")
+    assert table.index.tolist() == sorted(predict.folder_inputs(folder).photos.files)
+    assert table["index"].tolist() == list(range(len(table)))  # today's positions
+    assert "more/p2.png" not in table.index and pd.isna(table["error"]["a_new.jpg"])
+    assert table["caption"]["a_new.jpg"] == table["caption"]["p0.jpg"]
