@@ -71,6 +71,13 @@ SETTINGS_FILE = "run.json"  # in the parts folder: what the parts were predicted
 PART_NAME = re.compile(r"run(\d+)-rank(\d+)-(\d+)\.parquet")
 
 
+def available_cpus() -> int:
+    """The cores this process may use (a container's or `taskset`'s share, not the machine's)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @dataclass
 class PredictArguments:
     output: str = field(
@@ -94,7 +101,11 @@ class PredictArguments:
     )
     batch_size: int = field(default=32, metadata={"help": "photos per forward pass, per process"})
     num_workers: int = field(
-        default=4, metadata={"help": "DataLoader processes reading photos, per process (0: none)"}
+        default_factory=lambda: min(4, available_cpus()),
+        metadata={
+            "help": "DataLoader processes reading photos, per process (0: none); "
+            "default: 4, or fewer where fewer CPU cores are available"
+        },
     )
     num_beams: int = field(default=3, metadata={"help": "caption beam size (1: greedy)"})
     max_pixels: int | None = field(
