@@ -188,7 +188,7 @@ def dataset_inputs(path: Path, split: str) -> Inputs:
     if "image" not in loaded.column_names:
         raise UserError(f"dataset {path} has no 'image' column ({', '.join(loaded.column_names)})")
     names = loaded.column_names
-    product_ids = loaded["product_id"] if "product_id" in names else [None] * len(loaded)
+    product_ids = list(loaded["product_id"]) if "product_id" in names else [None] * len(loaded)
     rows = []
     for i, product_id in enumerate(product_ids):
         pid = None if product_id is None else str(product_id)
