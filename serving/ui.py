@@ -108,7 +108,7 @@ def predict_tab(
                 )
         with gr.Column():
             stars = gr.HTML(
-                label="Rating", elem_id="rating-stars", visible=rating_model is not None
+                label="Rating (stars)", elem_id="rating-stars", visible=rating_model is not None
             )
             rating = gr.Number(label="Rating", visible=False)
             caption = gr.Textbox(
@@ -117,7 +117,7 @@ def predict_tab(
                 interactive=False,
                 visible=caption_model is not None,
             )
-            latency = gr.Markdown(elem_id="latency")
+            latency = gr.Markdown(label="Latency", elem_id="latency")
             attention = gr.Plot(
                 label="Where the model looked for each word",
                 elem_id="attention",
@@ -157,7 +157,7 @@ def batch_tab(
         files = photo_files("batch-files")
         beams = beam_slider(visible=caption_model is not None)
         button = gr.Button("Predict all", variant="primary")
-        summary = gr.Markdown()
+        summary = gr.Markdown(label="Summary")
         table = gr.DataFrame(
             pd.DataFrame(columns=columns),
             label="Predictions",
@@ -218,7 +218,7 @@ def compare_tab(cache: ModelCache, rating_model, caption_model, max_pixels: int)
             caption_b = gr.Textbox(label="Caption model B", placeholder="folder or Hub id")
         beams = beam_slider()
         button = gr.Button("Compare", variant="primary")
-        summary = gr.Markdown()
+        summary = gr.Markdown(label="Summary")
         table = gr.DataFrame(
             pd.DataFrame(columns=["file", "rating A", "rating B", "caption A", "caption B"]),
             label="Side by side",

@@ -456,11 +456,12 @@ def test_a_space_with_one_model_serves_it_alone(tmp_path, model_dirs):
 
 @pytest.mark.slow
 def test_endpoints_are_named(client):
-    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
-        "/predict",
-        "/batch",
-        "/compare",
-    }
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/predict", "/batch", "/compare"}
+    for name, endpoint in endpoints.items():  # every input and output has a name, none `value_14`
+        names = [p["parameter_name"] for p in endpoint["parameters"]]
+        names += [r["label"] for r in endpoint["returns"]]
+        assert all(n and not n.startswith("value_") for n in names), (name, names)
 
 
 @pytest.mark.slow
