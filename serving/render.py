@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -108,16 +109,33 @@ def model_info(model: RatingModel | CaptionModel) -> dict:
     if folder is None:
         return info
     card = folder / "README.md"
+    shown = set()
     if card.is_file():
         text = re.sub(r"\A---\n.*?\n---\n", "", card.read_text(encoding="utf-8"), flags=re.S)
-        # the plots are shown in a gallery below; relative image links would not load in the page
-        info["card"] = re.sub(r"!\[[^\]]*\]\((?!https?://)[^)]*\)\n?", "", text).strip()
+        info["card"] = _inline_images(text, folder, shown).strip()
     results = folder / "eval_results.json"
     if results.is_file():
         for key, value in _flatten(json.loads(results.read_text())).items():
             info["metrics"].append([key, round(value, 4) if isinstance(value, float) else value])
-    info["plots"] = sorted(folder.glob("*.png")) + sorted(folder.glob("plots/*.png"))
+    plots = sorted(folder.glob("*.png")) + sorted(folder.glob("plots/*.png"))
+    info["plots"] = [p for p in plots if p.resolve() not in shown]  # the card shows the others
     return info
+
+
+def _inline_images(text: str, folder: Path, shown: set[Path]) -> str:
+    """The card's relative image links as data URIs, so they load in the page (a link to a file in
+    the model folder is not a URL the browser can reach); links to missing files are dropped."""
+
+    def inline(match: re.Match) -> str:
+        path = (folder / match.group(2)).resolve()
+        if not path.is_file() or path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            return ""
+        shown.add(path)
+        kind = "png" if path.suffix.lower() == ".png" else "jpeg"
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f"![{match.group(1)}](data:image/{kind};base64,{data})"
+
+    return re.sub(r"!\[([^\]]*)\]\((?!https?://|data:)([^)\s]+)\)", inline, text)
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:

@@ -250,15 +250,18 @@ def info_tab(served: dict[str, RatingModel | CaptionModel | None]):
                         label="Evaluation (eval_results.json)",
                         interactive=False,
                     )
-                if info["plots"]:
+                gr.Markdown(
+                    info["card"] or "This model folder has no model card (README.md).",
+                    elem_classes=["model-card"],
+                )
+                if info["plots"]:  # the plots the card does not show itself
                     gr.Gallery(
                         [(str(p), p.stem.replace("_", " ")) for p in info["plots"]],
-                        label="Training curves and evaluation plots",
+                        label="More plots",
                         columns=3,
-                        height=480,
                         object_fit="contain",
+                        elem_classes=["model-plots"],
                     )
-                gr.Markdown(info["card"] or "This model folder has no model card (README.md).")
 
 
 def create_app(
