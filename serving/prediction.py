@@ -16,6 +16,7 @@ from .models import CaptionModel, RatingModel, ServedModel
 
 MAX_BEAMS = 8
 BATCH_SIZE = 16  # images per forward pass in Batch and Compare
+MAX_THUMBNAILS, THUMBNAIL_SIDE = 200, 160  # the Batch tab's gallery: the first 200, small
 COMPARE_COLUMNS = ["file", "rating A", "rating B", "rating B - A", "caption A", "caption B",
                    "same caption", "error"]  # fmt: skip
 
@@ -75,10 +76,12 @@ def predict_batch(
     num_beams: int = 3,
     max_pixels: int = MAX_PIXELS,
     progress: Callable | None = None,
+    thumbnails: list | None = None,
 ) -> pd.DataFrame:
     """Photos and zip files of photos -> a table with one row per photo: file, rating, caption, error.
 
-    Both models run on BATCH_SIZE images at a time (one forward pass, one batched beam search).
+    Both models run on BATCH_SIZE images at a time (one forward pass, one batched beam search). A
+    `thumbnails` list gets (small image, row index) for every photo that could be read.
     """
     num_beams = check_beams(num_beams)
     reader = _reader(rating_model, caption_model)
@@ -90,7 +93,7 @@ def predict_batch(
         captions = caption_model(images, num_beams=num_beams) if caption_model else [None] * n
         return [{"rating": r, "caption": c} for r, c in zip(ratings, captions, strict=True)]
 
-    rows = _in_chunks(items, columns, reader, max_pixels, progress)
+    rows = _in_chunks(items, columns, reader, max_pixels, progress, thumbnails)
     table = pd.DataFrame(rows, columns=["file", "rating", "caption", "error"])
     return table.drop(
         columns=[c for c, m in (("rating", rating_model), ("caption", caption_model)) if m is None]
@@ -152,6 +155,7 @@ def _in_chunks(
     reader: ServedModel,
     max_pixels: int,
     progress: Callable | None,
+    thumbnails: list | None = None,
 ) -> list[dict]:
     """Read `items` BATCH_SIZE at a time and run `columns` on each chunk of images; a file that
     cannot be used gets a row with its error instead of stopping the others."""
@@ -167,6 +171,10 @@ def _in_chunks(
                     source = source()
                 images.append(reader.load_image(source, name, max_pixels))
                 good.append(row)
+                if thumbnails is not None and len(thumbnails) < MAX_THUMBNAILS:
+                    small = images[-1].copy()
+                    small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+                    thumbnails.append((small, start + len(chunk_rows)))
             except InputError as error:
                 row["error"] = str(error)
             chunk_rows.append(row)

@@ -62,6 +62,16 @@ def rating_histogram(ratings: pd.Series) -> Figure | None:
     return figure
 
 
+def thumbnail_caption(row: pd.Series) -> str:
+    """A Batch thumbnail's caption: the file, its rating and its title, as far as they exist."""
+    parts = [str(row["file"])]
+    if "rating" in row and pd.notna(row["rating"]):
+        parts.append(f"★ {row['rating']:.2f}")
+    if "caption" in row and isinstance(row["caption"], str):
+        parts.append(row["caption"])
+    return " · ".join(parts)
+
+
 def summarize_batch(table: pd.DataFrame, seconds: float) -> str:
     failed = int((table["error"] != "").sum())
     text = f"**{len(table) - failed}** photos predicted in {seconds:.1f} s ({seconds / len(table):.2f} s/photo)"

@@ -35,6 +35,7 @@ from .render import (
     stars_html,
     summarize_batch,
     summarize_comparison,
+    thumbnail_caption,
 )
 
 MAX_FILE_SIZE = "200mb"  # per uploaded file (a zip of photos can be large)
@@ -140,8 +141,10 @@ def batch_tab(
 ):
     @shown_in_page
     def on_batch(files: list[str] | None, num_beams: float, progress=gr.Progress()):  # noqa: B008 (gradio fills it in)
-        start = time.perf_counter()
-        table = predict_batch(files, rating_model, caption_model, num_beams, max_pixels, progress)
+        start, thumbnails = time.perf_counter(), []
+        table = predict_batch(
+            files, rating_model, caption_model, num_beams, max_pixels, progress, thumbnails
+        )
         seconds = time.perf_counter() - start
         failed = int((table["error"] != "").sum())
         if failed:
@@ -149,7 +152,9 @@ def batch_tab(
         csv_path = Path(tempfile.mkdtemp(prefix="batch-")) / "predictions.csv"
         table.to_csv(csv_path, index=False, float_format="%.4f", quoting=csv.QUOTE_MINIMAL)
         histogram = rating_histogram(table["rating"]) if rating_model is not None else None
-        return summarize_batch(table, seconds), table.round({"rating": 2}), str(csv_path), histogram
+        gallery = [(image, thumbnail_caption(table.iloc[i])) for image, i in thumbnails]
+        summary = summarize_batch(table, seconds)
+        return summary, gallery, table.round({"rating": 2}), str(csv_path), histogram
 
     served = {"rating": rating_model, "caption": caption_model}
     columns = ["file"] + [t for t in TASKS if served[t] is not None] + ["error"]
@@ -158,6 +163,9 @@ def batch_tab(
         beams = beam_slider(visible=caption_model is not None)
         button = gr.Button("Predict all", variant="primary")
         summary = gr.Markdown(label="Summary")
+        gallery = gr.Gallery(
+            label="Photos with their predictions", columns=6, height="auto", elem_id="batch-gallery"
+        )
         table = gr.DataFrame(
             pd.DataFrame(columns=columns),
             label="Predictions",
@@ -171,9 +179,9 @@ def batch_tab(
     button.click(
         on_batch,
         inputs=[files, beams],
-        outputs=[summary, table, csv_file, histogram],
+        outputs=[summary, gallery, table, csv_file, histogram],
         api_name="batch",
-        api_description="Photos or zips -> (summary, table file/rating/caption/error, CSV, histogram).",
+        api_description="Photos or zips -> (summary, thumbnails, table file/rating/caption/error, CSV, histogram).",
         concurrency_limit=1,
         concurrency_id="heavy",  # batches and comparisons share one slot: each is many images
     )

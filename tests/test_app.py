@@ -514,7 +514,7 @@ def test_batch_endpoint(client, models, files, tmp_path):
     with zipfile.ZipFile(archive, "w") as z:
         z.write(serving.EXAMPLES[3], serving.EXAMPLES[3].name)
     uploads = [*serving.EXAMPLES[:3], archive, files["text"]]
-    summary, table, csv_path, histogram = client.predict(
+    summary, gallery, table, csv_path, histogram = client.predict(
         [handle_file(str(p)) for p in uploads], 2, api_name="/batch"
     )
     got = pd.DataFrame(table["data"], columns=table["headers"])
@@ -529,6 +529,11 @@ def test_batch_endpoint(client, models, files, tmp_path):
     assert list(csv["file"]) == list(expected["file"])
     assert np.allclose(csv["rating"][:4].astype(float), expected["rating"][:4], atol=1e-4)
     assert histogram["type"] == "matplotlib" and histogram["plot"].startswith("data:image/")
+    # a thumbnail per readable photo (4 of 5), each captioned with its file, rating and title
+    assert len(gallery) == 4
+    for item, (_, row) in zip(gallery, expected.iloc[:4].iterrows(), strict=True):
+        assert max(Image.open(item["image"]).size) <= 160
+        assert item["caption"] == f"{row['file']} · ★ {row['rating']:.2f} · {row['caption']}"
 
 
 @pytest.mark.slow
