@@ -572,8 +572,9 @@ def write_outputs(run: Run, state, results, predictions, dataset, model_args, ar
         output_dir / "plots" / "caption_samples.png",
     )
     if unwrapped.config.attention:
+        cached = run.test_loader.dataset.features  # None when the encoder is trained here
         plot_attention_samples(
-            unwrapped, run.processor, dataset["test"], output_dir / "plots", args
+            unwrapped, run.processor, dataset["test"], cached, output_dir / "plots", args
         )
     log(json.dumps(results, indent=2))
     command = command_line("train_caption.py", argv, run.accelerator.num_processes)
@@ -584,13 +585,15 @@ def write_outputs(run: Run, state, results, predictions, dataset, model_args, ar
         log(f"pushed to {url}")
 
 
-def plot_attention_samples(model, processor, split, folder: Path, args, count: int = 3) -> None:
-    """Where the model looked for each word, on the first test photos (`plots/attention_*.png`)."""
+def plot_attention_samples(model, processor, split, cached, folder: Path, args, count=3) -> None:
+    """Where the model looked for each word, on the first test photos (`plots/attention_*.png`),
+    from their cached features when there are some."""
     model.eval()
     side = processor.image_processor.image_size
     for i in range(min(count, len(split))):
         image = split[i]["image"]
-        _, words, weights = caption_attention(model, processor, image, args.num_beams)
+        memory = None if cached is None else cached[i : i + 1].float()
+        _, words, weights = caption_attention(model, processor, image, args.num_beams, memory)
         figure = attention_figure(image, words, weights, side)
         figure.savefig(folder / f"attention_{i}.png", dpi=110)
 

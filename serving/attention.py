@@ -17,11 +17,17 @@ from PIL import Image, ImageOps
 
 
 @torch.inference_mode()
-def caption_attention(model, processor, image: Image.Image, num_beams: int = 3):
+def caption_attention(
+    model, processor, image: Image.Image, num_beams: int = 3, memory: torch.Tensor | None = None
+):
     """One photo -> (caption, its words, (words, N) attention weights), from a caption model with
-    attention and its processor (image processor + tokenizer)."""
-    pixel_values = processor(images=[image])["pixel_values"].to(model.device)
-    out = model.generate(pixel_values=pixel_values, num_beams=num_beams, output_attentions=True)
+    attention and its processor (image processor + tokenizer). `memory`: the photo's encoder
+    features (1, 1 + N, D) when they are at hand (a feature cache), instead of encoding it again."""
+    if memory is None:
+        inputs = {"pixel_values": processor(images=[image])["pixel_values"].to(model.device)}
+    else:
+        inputs = {"encoder_hidden_states": memory.to(model.device)}
+    out = model.generate(**inputs, num_beams=num_beams, output_attentions=True)
     words, rows = [], []
     for position, token in enumerate(out.sequences[0, 1:].tolist()):
         if token in (model.config.eos_token_id, model.config.pad_token_id):
