@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .data import SPLITS, drop_empty_captions, load_splits
 from .script import UserError
 
-CACHE_VERSION = 1  # bump when the cached feature layout changes
+CACHE_VERSION = 2  # bump when the cached feature layout changes (2: a ViT's prefix tokens left out)
 
 
 def load_caption_dataset(
