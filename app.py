@@ -21,11 +21,7 @@ import argparse
 import os
 import sys
 
-import torch
-
-from serving import ModelError, create_app, launch, load_model, missing_model_hint, resolve_model
-from serving.images import MAX_MEGAPIXELS
-from serving.models import TASKS
+from serving.images import MAX_MEGAPIXELS  # standard library only: --help answers at once
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,6 +70,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import torch  # torch, transformers and gradio load only once the arguments are good
+
+    from serving import ModelError, create_app, launch, load_model, missing_model_hint
+    from serving.models import TASKS, resolve_model
+
     if args.threads:
         torch.set_num_threads(args.threads)
     models = {}
