@@ -640,8 +640,15 @@ def test_browser_uploads_a_photo_and_sees_rating_and_caption(server, models, tmp
             page.wait_for_selector("#attention img", timeout=30_000)
             attention_width = page.eval_on_selector("#attention img", "img => img.naturalWidth")
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
-            # an example photo goes through the same path
+            # an example photo goes through the same path, once the page shows it (a busy server
+            # can take a while; predicting before would send the first photo again)
+            shown = page.get_attribute("#photo img", "src")
             page.locator("#examples button").nth(2).click()
+            page.wait_for_function(
+                "src => document.querySelector('#photo img')?.getAttribute('src') !== src",
+                arg=shown,
+                timeout=60_000,
+            )
             example_rating_text, _ = predict_and_read(page, example)
         finally:
             browser.close()
