@@ -170,6 +170,7 @@ def _served_in_a_clean_process(task: str, folder: Path, tmp_path: Path) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # a subprocess: the slow tier
 def test_resave_refuses_a_folder_without_a_model(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "model_cards", "resave", str(tmp_path)],
