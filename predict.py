@@ -48,6 +48,7 @@ from transformers import (
     HfArgumentParser,
 )
 
+from training.data import load_saved
 from training.script import UserError, first_line, run_script
 
 SCHEMA_HELP = """\
@@ -175,12 +176,7 @@ def read_inputs(args: PredictArguments) -> Inputs:
 
 def dataset_inputs(path: Path, split: str) -> Inputs:
     """A split's rows; photos stay encoded (`decode=False`) until a worker reads them."""
-    if not path.is_dir():
-        raise UserError(f"dataset folder not found: {path}")
-    try:
-        loaded = datasets.load_from_disk(str(path))
-    except FileNotFoundError as error:
-        raise UserError(f"{path} is not a saved dataset (load_from_disk failed: {error})") from None
+    loaded = load_saved(path)
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise UserError(f"dataset {path} has no split {split!r} (splits: {', '.join(loaded)})")

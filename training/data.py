@@ -12,6 +12,17 @@ from .script import UserError
 SPLITS = ("train", "validation", "test")
 
 
+def load_saved(path: Path) -> datasets.Dataset | datasets.DatasetDict:
+    """`datasets.load_from_disk(path)`, a missing folder or a folder that is not a saved dataset
+    being a UserError (one line)."""
+    if not path.is_dir():
+        raise UserError(f"dataset folder not found: {path}")
+    try:
+        return datasets.load_from_disk(str(path))
+    except FileNotFoundError as error:
+        raise UserError(f"{path} is not a saved dataset (load_from_disk failed: {error})") from None
+
+
 def load_splits(
     path: str | Path, required_columns: Sequence[str], splits: Sequence[str] = SPLITS
 ) -> datasets.DatasetDict:
@@ -21,12 +32,7 @@ def load_splits(
     missing split or a missing column.
     """
     path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"dataset folder not found: {path}")
-    try:
-        dataset = datasets.load_from_disk(str(path))
-    except FileNotFoundError as error:
-        raise UserError(f"{path} is not a saved dataset (load_from_disk failed: {error})") from None
+    dataset = load_saved(path)
     if not isinstance(dataset, datasets.DatasetDict):
         raise UserError(f"{path} must be a DatasetDict with splits {', '.join(splits)}")
     missing = [split for split in splits if split not in dataset]
