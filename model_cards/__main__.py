@@ -36,30 +36,30 @@ def main(argv=None) -> int:
     )
     again.add_argument("folder", help="a saved rating or caption model folder")
     args = parser.parse_args(argv)
-    if args.command == "resave":
-        try:
-            written = resave(args.folder)
-        except PublishError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"re-saved {args.folder}: {', '.join(written)}")
-        return 0
     try:
-        result = publish_space(
-            rating_model=args.rating_model,
-            caption_model=args.caption_model,
-            space_id=args.space_id,
-            dataset_id=args.dataset_id,
-            output=args.output,
-            dry_run=args.dry_run,
-            private=args.private,
-            overwrite=args.overwrite,
-        )
+        print(resaved(args) if args.command == "resave" else published(args))
     except PublishError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote the Space folder {result}" if args.dry_run else f"published: {result}")
     return 0
+
+
+def resaved(args: argparse.Namespace) -> str:
+    return f"re-saved {args.folder}: {', '.join(resave(args.folder))}"
+
+
+def published(args: argparse.Namespace) -> str:
+    result = publish_space(
+        rating_model=args.rating_model,
+        caption_model=args.caption_model,
+        space_id=args.space_id,
+        dataset_id=args.dataset_id,
+        output=args.output,
+        dry_run=args.dry_run,
+        private=args.private,
+        overwrite=args.overwrite,
+    )
+    return f"wrote the Space folder {result}" if args.dry_run else f"published: {result}"
 
 
 if __name__ == "__main__":
