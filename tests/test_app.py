@@ -8,6 +8,7 @@ captions: a mixed-up answer cannot pass for a right one.
 """
 
 import concurrent.futures
+import contextlib
 import io
 import json
 import os
@@ -604,11 +605,30 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.mark.slow
-def test_browser_uploads_a_photo_and_sees_rating_and_caption(server, models, tmp_path):
+@contextlib.contextmanager
+def app_page(server: str, tmp_path: Path, width: int, height: int):
+    """The app open in headless Chromium at `width` x `height` (skips without Chromium)."""
     if not CHROMIUM.exists():
         pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": width, "height": height},
+        )
+        try:
+            page = browser.new_page()
+            page.goto(server, wait_until="networkidle")
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_browser_uploads_a_photo_and_sees_rating_and_caption(server, models, tmp_path):
     uploaded, example = (serving.predict(p, *models, num_beams=3) for p in serving.EXAMPLES[:3:2])
     assert uploaded["caption"] != example["caption"]
 
@@ -622,36 +642,24 @@ def test_browser_uploads_a_photo_and_sees_rating_and_caption(server, models, tmp
         page.wait_for_function("document.querySelector('#latency')?.innerText.includes('total')")
         return page.inner_text("#rating-stars .rating-value"), page.input_value("#caption textarea")
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1280, "height": 900},
+    with app_page(server, tmp_path, width=1280, height=900) as page:
+        page.set_input_files("#photo input[type=file]", str(serving.EXAMPLES[0]))
+        page.wait_for_selector("#photo img", timeout=30_000)  # the upload is shown
+        rating_text, caption_text = predict_and_read(page, uploaded)
+        # the attention figure under the title: a drawn image, not an empty plot
+        page.wait_for_selector("#attention img", timeout=30_000)
+        attention_width = page.eval_on_selector("#attention img", "img => img.naturalWidth")
+        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+        # an example photo goes through the same path, once the page shows it (a busy server
+        # can take a while; predicting before would send the first photo again)
+        shown = page.get_attribute("#photo img", "src")
+        page.locator("#examples button").nth(2).click()
+        page.wait_for_function(
+            "src => document.querySelector('#photo img')?.getAttribute('src') !== src",
+            arg=shown,
+            timeout=60_000,
         )
-        try:
-            page = browser.new_page()
-            page.goto(server, wait_until="networkidle")
-            page.set_input_files("#photo input[type=file]", str(serving.EXAMPLES[0]))
-            page.wait_for_selector("#photo img", timeout=30_000)  # the upload is shown
-            rating_text, caption_text = predict_and_read(page, uploaded)
-            # the attention figure under the title: a drawn image, not an empty plot
-            page.wait_for_selector("#attention img", timeout=30_000)
-            attention_width = page.eval_on_selector("#attention img", "img => img.naturalWidth")
-            page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
-            # an example photo goes through the same path, once the page shows it (a busy server
-            # can take a while; predicting before would send the first photo again)
-            shown = page.get_attribute("#photo img", "src")
-            page.locator("#examples button").nth(2).click()
-            page.wait_for_function(
-                "src => document.querySelector('#photo img')?.getAttribute('src') !== src",
-                arg=shown,
-                timeout=60_000,
-            )
-            example_rating_text, _ = predict_and_read(page, example)
-        finally:
-            browser.close()
+        example_rating_text, _ = predict_and_read(page, example)
     assert rating_text == f"{uploaded['rating']:.2f}" and caption_text == uploaded["caption"]
     assert example_rating_text == f"{example['rating']:.2f}"
     assert attention_width > 100
@@ -665,35 +673,20 @@ def test_browser_uploads_a_photo_and_sees_rating_and_caption(server, models, tmp
 def test_browser_model_info_shows_the_card_images_without_overlaps(server, tmp_path):
     """The Model info tab at 1400 x 1000: the card's own plot loads in the page, and the metrics
     table, the card and the gallery of the remaining plots do not overlap."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1400, "height": 1000},
-        )
-        try:
-            page = browser.new_page()
-            page.goto(server, wait_until="networkidle")
-            page.get_by_role("tab", name="Model info").click()
-            boxes = {}
-            for task in ("Rating", "Caption"):
-                page.get_by_role("tab", name=f"{task} model").click()
-                panel = page.locator("[role=tabpanel]:visible").last
-                panel.locator(".block.model-card").wait_for(timeout=30_000)
-                if task == "Rating":
-                    image = panel.locator(".block.model-card img").first
-                    image.wait_for(timeout=30_000)
-                    boxes["loaded"] = image.evaluate("img => img.complete && img.naturalWidth")
-                blocks = [panel.locator(s).first for s in (".block:has(table)", ".block.model-card",
-                                                              ".block.model-plots")]  # fmt: skip
-                boxes[task] = [b.bounding_box() for b in blocks if b.count() and b.is_visible()]
-        finally:
-            browser.close()
+    with app_page(server, tmp_path, width=1400, height=1000) as page:
+        page.get_by_role("tab", name="Model info").click()
+        boxes = {}
+        for task in ("Rating", "Caption"):
+            page.get_by_role("tab", name=f"{task} model").click()
+            panel = page.locator("[role=tabpanel]:visible").last
+            panel.locator(".block.model-card").wait_for(timeout=30_000)
+            if task == "Rating":
+                image = panel.locator(".block.model-card img").first
+                image.wait_for(timeout=30_000)
+                boxes["loaded"] = image.evaluate("img => img.complete && img.naturalWidth")
+            blocks = [panel.locator(s).first for s in (".block:has(table)", ".block.model-card",
+                                                          ".block.model-plots")]  # fmt: skip
+            boxes[task] = [b.bounding_box() for b in blocks if b.count() and b.is_visible()]
     assert boxes["loaded"] > 0  # the card's loss_curves.png is in the page, not a broken link
     for task in ("Rating", "Caption"):
         shown = boxes[task]
