@@ -57,6 +57,7 @@ from training.captions import (
     load_caption_dataset,
     make_collate,
     mean_loss,
+    pooled_features,
 )
 from training.checkpoints import guard_output_dir, resolve_checkpoint, save_checkpoint
 from training.plots import plot_caption_grid, plot_caption_history
@@ -89,6 +90,11 @@ class ModelArguments:
     )
     freeze_encoder: bool = config_field(
         "freeze_encoder", "true: cache encoder features, train the decoder; false: train end to end"
+    )
+    train_last_blocks: int = config_field(
+        "train_last_blocks",
+        "with a frozen encoder, train its last N blocks (EfficientNet stages) and head conv too; "
+        "the cache then holds their input",
     )
     attention: bool = config_field(
         "attention",
@@ -125,6 +131,12 @@ class CaptionTrainingArguments:
     per_device_eval_batch_size: int = 128
     gradient_accumulation_steps: int = 1
     learning_rate: float = 2e-3
+    encoder_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "for trained encoder layers (--train_last_blocks); default learning_rate / 10"
+        },
+    )
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     lr_scheduler_type: str = field(
@@ -223,6 +235,7 @@ def build_model(model_args: ModelArguments, tokenizer, pretrained, log):
         config = ProductCaptionConfig(
             encoder_name=model_args.encoder,
             freeze_encoder=model_args.freeze_encoder,
+            train_last_blocks=model_args.train_last_blocks,
             attention=model_args.attention,
             embed_dim=model_args.embed_dim,
             hidden_dim=model_args.hidden_dim,
@@ -255,11 +268,12 @@ def build_model(model_args: ModelArguments, tokenizer, pretrained, log):
     return model, ProductCaptionProcessor(image_processor, tokenizer)
 
 
-def make_loaders(processor, dataset, token_ids, features, args):
-    """Train, validation and test loaders: cached features (frozen encoder) or images."""
+def make_loaders(processor, dataset, token_ids, features, args, frozen: bool = False):
+    """Train, validation and test loaders: cached features (frozen encoder; with `frozen` the
+    input of its trained blocks) or images."""
     image_processor = processor.image_processor
     if features is not None:
-        rows = {s: CaptionRows(token_ids[s], features=features[s]) for s in dataset}
+        rows = {s: CaptionRows(token_ids[s], features=features[s], frozen=frozen) for s in dataset}
     else:
         transforms = {"train": image_processor.train_transform()}
         rows = {
@@ -287,17 +301,19 @@ def make_loaders(processor, dataset, token_ids, features, args):
 
 
 def make_optimizer(model, train_loader, args, accelerator):
-    """AdamW (no decay on biases, norms, embeddings) and a warmup-then-decay schedule; the train
-    loader comes back prepared."""
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {
-            "params": [p for n, p in trainable if p.ndim >= 2 and "embed" not in n],
-            "weight_decay": args.weight_decay,
-        },
-        {"params": [p for n, p in trainable if p.ndim < 2 or "embed" in n], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate)
+    """AdamW (no decay on biases, norms, embeddings; pretrained encoder layers at their own rate)
+    and a warmup-then-decay schedule; the train loader comes back prepared."""
+    encoder_lr = args.encoder_learning_rate or args.learning_rate / 10
+    groups = []
+    for part, lr in ((model.decoder, args.learning_rate), (model.encoder, encoder_lr)):
+        trainable = [(n, p) for n, p in part.named_parameters() if p.requires_grad]
+        decayed = [p for n, p in trainable if p.ndim >= 2 and "embed" not in n]
+        others = [p for n, p in trainable if p.ndim < 2 or "embed" in n]
+        groups += [
+            {"params": decayed, "weight_decay": args.weight_decay, "lr": lr},
+            {"params": others, "weight_decay": 0.0, "lr": lr},
+        ]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=args.learning_rate)
     # the prepared loader's length is per process, and accelerate steps the scheduler once per
     # process at every optimiser step: count in those units so any process count gives one schedule
     train_loader = accelerator.prepare(train_loader)
@@ -487,9 +503,12 @@ def main(argv=None) -> dict:
             model, processor.image_processor, dataset, accelerator, pretrained,
             cache_dir=args.cache_dir, batch_size=args.per_device_eval_batch_size,
         )  # fmt: skip
+    frozen = bool(model.config.train_last_blocks)
     train_loader, val_loader, test_loader = make_loaders(
-        processor, dataset, token_ids, features, args
+        processor, dataset, token_ids, features, args, frozen
     )
+    # before training: with trained encoder blocks, the pretrained encoder's features
+    pooled = pooled_features(model, features) if features is not None else {}
     optimizer, scheduler, train_loader = make_optimizer(model, train_loader, args, accelerator)
     model, optimizer, val_loader, test_loader, scheduler = accelerator.prepare(
         model, optimizer, val_loader, test_loader, scheduler
@@ -511,7 +530,7 @@ def main(argv=None) -> dict:
     if not train_loop(run, state, args, log):
         accelerator.end_training()
         return {}
-    results, predictions = evaluate_best(run, state, dataset, features, args)
+    results, predictions = evaluate_best(run, state, dataset, pooled, args)
     accelerator.log(
         {f"test/{key}": results[key] for key in TEST_METRICS if key in results}, step=state["epoch"]
     )
@@ -524,9 +543,10 @@ def main(argv=None) -> dict:
 # ---------------------------------------------------------------- outputs
 
 
-def evaluate_best(run: Run, state: dict, dataset, features, args) -> tuple[dict, list[str]]:
+def evaluate_best(run: Run, state: dict, dataset, pooled, args) -> tuple[dict, list[str]]:
     """The best epoch's model (loaded back) on the test split with beam search, next to the
-    constant and retrieval baselines: the `eval_results.json` dict, and the test captions."""
+    constant and retrieval baselines (`pooled`: the train and test features retrieval compares;
+    none without a feature cache): the `eval_results.json` dict, and the test captions."""
     run.accelerator.load_state(run.output_dir / "checkpoints" / f"epoch_{state['best_epoch']}")
     predictions = generate_captions(
         run.model, run.test_loader, run.accelerator, run.processor, args.num_beams,
@@ -534,7 +554,6 @@ def evaluate_best(run: Run, state: dict, dataset, features, args) -> tuple[dict,
     )  # fmt: skip
     references = run.references["test"]
     results = caption_metrics(predictions, references)
-    pooled = {s: features[s][:, 0] for s in ("train", "test")} if features is not None else {}
     results.update(
         constant_caption_baseline(dataset["train"]["caption"], references),
         **compare_with_retrieval(
@@ -563,6 +582,8 @@ def write_outputs(run: Run, state, results, predictions, dataset, model_args, ar
     run.processor.save_pretrained(output_dir)
     (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
     (output_dir / "training_history.json").write_text(json.dumps(state["history"], indent=2) + "\n")
+    settings = {**vars(model_args), **vars(args)}  # every flag of the run, for its comparison tables
+    (output_dir / "training_args.json").write_text(json.dumps(settings, indent=2) + "\n")
     plot_caption_history(state["history"], output_dir / "plots" / "caption_training.png")
     shown = range(min(12, len(predictions)))
     plot_caption_grid(
@@ -592,7 +613,7 @@ def plot_attention_samples(model, processor, split, cached, folder: Path, args, 
     side = processor.image_processor.image_size
     for i in range(min(count, len(split))):
         image = split[i]["image"]
-        memory = None if cached is None else cached[i : i + 1].float()
+        memory = None if cached is None else model.memory_from_frozen(cached[i : i + 1].float())
         _, words, weights = caption_attention(model, processor, image, args.num_beams, memory)
         figure = attention_figure(image, words, weights, side)
         figure.savefig(folder / f"attention_{i}.png", dpi=110)
@@ -600,10 +621,10 @@ def plot_attention_samples(model, processor, split, cached, folder: Path, args, 
 
 def write_card(output_dir: Path, model_args, args, command: str, pretrained_weights) -> None:
     """The model card (README.md) from eval_results.json, the plots and the settings that matter."""
-    keys = ["encoder", "pretrained_encoder", "freeze_encoder", "attention", "image_size", "embed_dim",
+    keys = ["encoder", "pretrained_encoder", "freeze_encoder", "train_last_blocks", "attention", "image_size", "embed_dim",
             "hidden_dim", "attention_dim", "context_dim", "num_layers", "dropout", "label_smoothing", "num_train_epochs",
-            "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
-            "warmup_ratio", "max_grad_norm", "num_beams", "length_penalty", "seed"]  # fmt: skip
+            "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "encoder_learning_rate", "weight_decay",
+            "warmup_ratio", "max_grad_norm", "num_beams", "length_penalty", "mixed_precision", "seed"]  # fmt: skip
     settings = {**vars(model_args), **vars(args)}
     write_model_card(
         output_dir,

@@ -18,6 +18,10 @@ class ProductCaptionConfig(PreTrainedConfig):
         freeze_encoder (`bool`, defaults to `True`):
             Keep the encoder's weights fixed (no gradients, always in eval mode). A frozen encoder lets the
             training script compute its features once and train the decoder from a cache.
+        train_last_blocks (`int`, defaults to 0):
+            With `freeze_encoder`, train the encoder's last this many `blocks` (an EfficientNet's stages)
+            and its head convolution, the rest staying frozen. The feature cache then holds the input
+            of those blocks, so fine-tuning the top of a pretrained encoder costs only the top's compute.
         image_size (`int`, defaults to 224):
             Side of the square images the encoder sees (ViT position embeddings are built for it).
         attention (`bool`, defaults to `True`):
@@ -51,6 +55,7 @@ class ProductCaptionConfig(PreTrainedConfig):
 
     encoder_name: str = "vit_small_patch16_224"
     freeze_encoder: bool = True
+    train_last_blocks: int = 0
     image_size: int = 224
     attention: bool = True
     embed_dim: int = 128
@@ -72,6 +77,12 @@ class ProductCaptionConfig(PreTrainedConfig):
         for name in ("image_size", "embed_dim", "hidden_dim", "attention_dim", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_last_blocks < 0:
+            raise ValueError(f"train_last_blocks must be >= 0, got {self.train_last_blocks}")
+        if self.train_last_blocks and not self.freeze_encoder:
+            raise ValueError(
+                "train_last_blocks needs freeze_encoder=True (freeze_encoder=False trains it all)"
+            )
         if self.context_dim is not None and self.context_dim < 1:
             raise ValueError(f"context_dim must be >= 1 or None, got {self.context_dim}")
         for name in ("dropout", "label_smoothing"):

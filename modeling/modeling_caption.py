@@ -11,6 +11,9 @@ context: the original project's CLS-only design, kept as a baseline that differs
 
 `encode()` is separate from the decoder so that a frozen encoder runs once per image: the training
 script caches `memory` and passes it back as `encoder_hidden_states`, to `forward` and to `generate`.
+With `config.train_last_blocks` the top of the encoder is trained too: `encode()` is then
+`frozen_features()` (cached) followed by `memory_from_frozen()` (trained), and the cache comes back as
+`frozen_features`.
 
 `generate()` is this model's own batched greedy / beam search, not transformers' `GenerationMixin`.
 The mixin could carry the LSTM state from step to step (RWKV and Mamba carry theirs through it); it
@@ -214,6 +217,19 @@ class ProductCaptionModel(PreTrainedModel):
                 f"encoder {config.encoder_name!r}: pooled features ({self.encoder.head_hidden_size}) "
                 f"and token features ({feature_dim}) differ in size; pick another encoder"
             )
+        if config.train_last_blocks and not all(
+            hasattr(self.encoder, name)
+            for name in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")
+        ):
+            raise ValueError(
+                f"train_last_blocks: encoder {config.encoder_name!r} is not an EfficientNet-style CNN "
+                "(conv_stem, blocks, conv_head); pass train_last_blocks=0"
+            )
+        if config.train_last_blocks > len(getattr(self.encoder, "blocks", ())):
+            raise ValueError(
+                f"train_last_blocks={config.train_last_blocks}, but encoder {config.encoder_name!r} "
+                f"has {len(self.encoder.blocks)} blocks"
+            )
         self.decoder = CaptionDecoder(config, feature_dim)
         self.post_init()
         self.train()  # applies freeze_encoder
@@ -266,25 +282,68 @@ class ProductCaptionModel(PreTrainedModel):
         super().train(mode)
         if self.config.freeze_encoder:
             self.encoder.eval().requires_grad_(False)
+            for module in self._trained_encoder_layers():
+                module.train(mode).requires_grad_(True)
         return self
+
+    def _trained_encoder_layers(self) -> list[nn.Module]:
+        """The top of a frozen encoder that is trained all the same (`config.train_last_blocks`)."""
+        n = self.config.train_last_blocks
+        if not n:
+            return []
+        return [self.encoder.blocks[-n:], self.encoder.conv_head, self.encoder.bn2]
 
     def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values (B, 3, S, S) -> memory (B, 1 + N, D): the pooled feature, then the N spatial
         tokens (the attention attends over these alone)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
-            features = self.encoder.forward_features(pixel_values)  # (B, N, D) or (B, D, H, W)
-            pooled = self.encoder.forward_head(features, pre_logits=True)  # (B, D)
+        return self.memory_from_frozen(self.frozen_features(pixel_values))
+
+    def frozen_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """What the frozen encoder layers make of the images, and so what a feature cache holds: the
+        memory (B, 1 + N, D) when the whole encoder is frozen, the input of the trained last blocks
+        (B, C, h, w) with `train_last_blocks`, and with nothing frozen the images themselves."""
+        if not self.config.freeze_encoder:
+            return pixel_values
+        with torch.no_grad():
+            if not self.config.train_last_blocks:
+                return self._encode_all(pixel_values)
+            enc = self.encoder
+            return enc.blocks[: -self.config.train_last_blocks](
+                enc.bn1(enc.conv_stem(pixel_values))
+            )
+
+    def memory_from_frozen(self, frozen: torch.Tensor) -> torch.Tensor:
+        """The rest of `encode()` after `frozen_features()`: the trained encoder layers, if any."""
+        if not self.config.freeze_encoder:
+            return self._encode_all(frozen)
+        if not self.config.train_last_blocks:
+            return frozen
+        enc = self.encoder
+        features = enc.bn2(enc.conv_head(enc.blocks[-self.config.train_last_blocks :](frozen)))
+        return self._memory_of(features)
+
+    def _encode_all(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self._memory_of(self.encoder.forward_features(pixel_values))
+
+    def _memory_of(self, features: torch.Tensor) -> torch.Tensor:
+        """`forward_features`' output -> memory (B, 1 + N, D)."""
+        pooled = self.encoder.forward_head(features, pre_logits=True)  # (B, D)
         if features.ndim == 4:  # a CNN's map (B, D, h, w): its h * w cells are the tokens
             tokens = features.flatten(2).transpose(1, 2)
         else:  # a ViT's (B, P + N, D): the N patches, without the class or register tokens
             tokens = features[:, getattr(self.encoder, "num_prefix_tokens", 0) :]
         return torch.cat([pooled[:, None], tokens], dim=1)  # (B, 1 + N, D)
 
-    def _memory(self, pixel_values, encoder_hidden_states):
-        if (pixel_values is None) == (encoder_hidden_states is None):
-            raise ValueError("pass exactly one of pixel_values or encoder_hidden_states")
+    def _memory(self, pixel_values, encoder_hidden_states, frozen_features=None):
+        given = [x is not None for x in (pixel_values, encoder_hidden_states, frozen_features)]
+        if sum(given) != 1:
+            raise ValueError(
+                "pass exactly one of pixel_values, encoder_hidden_states or frozen_features"
+            )
         if encoder_hidden_states is not None:
             return encoder_hidden_states.to(self.decoder.lm_head.weight.dtype)
+        if frozen_features is not None:
+            return self.memory_from_frozen(frozen_features.to(self.decoder.lm_head.weight.dtype))
         return self.encode(pixel_values)
 
     def forward(
@@ -294,6 +353,7 @@ class ProductCaptionModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
+        frozen_features: torch.Tensor | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
         **kwargs,
     ) -> ProductCaptionOutput:
@@ -307,7 +367,7 @@ class ProductCaptionModel(PreTrainedModel):
             if labels is None:
                 raise ValueError("pass input_ids (and/or labels)")
             input_ids = labels.masked_fill(labels == -100, self.config.pad_token_id)
-        memory = self._memory(pixel_values, encoder_hidden_states)  # (B, 1 + N, D)
+        memory = self._memory(pixel_values, encoder_hidden_states, frozen_features)  # (B, 1+N, D)
         context_inputs, state = self.decoder.start(memory)
         logits = self.decoder(input_ids, context_inputs, state)  # (B, T, V)
 
@@ -337,6 +397,7 @@ class ProductCaptionModel(PreTrainedModel):
         max_new_tokens: int | None = None,
         return_dict_in_generate: bool = False,
         output_attentions: bool = False,
+        frozen_features: torch.Tensor | None = None,
     ) -> torch.LongTensor | ProductCaptionGenerateOutput:
         """Deterministic captions: greedy (`num_beams=1`) or beam search, batched over images and beams.
 
@@ -350,7 +411,7 @@ class ProductCaptionModel(PreTrainedModel):
         if num_beams < 1:
             raise ValueError(f"num_beams must be >= 1, got {num_beams}")
         max_new_tokens = max_new_tokens or self.config.max_length - 1
-        memory = self._memory(pixel_values, encoder_hidden_states)
+        memory = self._memory(pixel_values, encoder_hidden_states, frozen_features)
         if output_attentions and not self.config.attention:
             raise ValueError("output_attentions needs an attention model (config.attention=True)")
         search = self._greedy if num_beams == 1 else self._beam_search

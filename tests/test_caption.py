@@ -123,6 +123,54 @@ def test_encoder_weights_load_with_the_kwargs_it_was_built_with(
         assert torch.equal(model.encoder.state_dict()[key], value), key
 
 
+def test_train_last_blocks_trains_the_top_of_a_frozen_encoder(tokenizer, images):
+    """The encoder's last block and head conv learn, the rest stays frozen; the cache's input
+    (`frozen_features`) gives the same captions and the same loss as the photos."""
+    torch.manual_seed(0)
+    config = tiny_caption_config(tokenizer, encoder_name="test_efficientnet", train_last_blocks=1)
+    model = ProductCaptionModel(config).train()
+    enc = model.encoder
+    trained = {id(p) for m in (enc.blocks[-1], enc.conv_head, enc.bn2) for p in m.parameters()}
+    for name, param in enc.named_parameters():
+        assert param.requires_grad == (id(param) in trained), name
+    assert enc.blocks[-1].training and enc.bn2.training
+    assert not enc.blocks[0].training and not enc.bn1.training
+
+    processor = ProductCaptionProcessor(ProductImageProcessor.from_timm(enc, 32), tokenizer)
+    batch = processor(images=images[:2], text=CAPTIONS[:2])
+    pixels = batch.pop("pixel_values")
+    model.eval()
+    frozen = model.frozen_features(pixels)
+    assert frozen.ndim == 4 and frozen.shape[1] == enc.blocks[-1][0].conv_pw.in_channels
+    assert torch.allclose(model.memory_from_frozen(frozen), model.encode(pixels), atol=1e-6)
+    assert torch.equal(
+        model.generate(frozen_features=frozen, num_beams=2),
+        model.generate(pixel_values=pixels, num_beams=2),
+    )
+    model.train()
+    loss = model(frozen_features=frozen, **batch).loss
+    loss.backward()
+    assert enc.conv_head.weight.grad.abs().sum() > 0
+    assert enc.blocks[-1][0].conv_pw.weight.grad.abs().sum() > 0
+    assert enc.conv_stem.weight.grad is None
+    with pytest.raises(ValueError, match="exactly one of"):
+        model(frozen_features=frozen, pixel_values=pixels, **batch)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"train_last_blocks": 1, "freeze_encoder": False}, "needs freeze_encoder=True"),
+        ({"train_last_blocks": 1, "encoder_name": "test_vit"}, "not an EfficientNet-style CNN"),
+        ({"train_last_blocks": 9, "encoder_name": "test_efficientnet"}, "has 5 blocks"),
+        ({"train_last_blocks": -1}, "must be >= 0"),
+    ],
+)
+def test_train_last_blocks_refuses_what_it_cannot_do(tokenizer, changes, message):
+    with pytest.raises(ValueError, match=message):
+        ProductCaptionModel(tiny_caption_config(tokenizer, **changes))
+
+
 def test_loss_ignores_padding(model, processor):
     batch = processor(text=CAPTIONS[:2])
     memory = torch.randn(2, 5, model.feature_dim)
@@ -410,7 +458,7 @@ def trained(tiny_synthetic, tmp_path_factory):
 def test_training_writes_model_results_and_plots(trained):
     out, _, results = trained
     for name in ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
-                 "modeling_caption.py", "eval_results.json", "plots/caption_training.png",
+                 "modeling_caption.py", "eval_results.json", "training_args.json", "plots/caption_training.png",
                  "plots/caption_samples.png", "plots/attention_0.png"):  # fmt: skip
         assert (out / name).is_file(), name
     saved = json.loads((out / "eval_results.json").read_text())
@@ -465,6 +513,64 @@ def test_second_run_reuses_the_feature_cache(trained, tiny_synthetic, tmp_path, 
         train_args(tiny_synthetic, tmp_path / "again", cache, "--num_train_epochs", "1")
     )
     assert len(list(cache.glob("*.safetensors"))) == 3
+
+
+def test_a_bf16_run_on_cpu_caches_features_of_its_own(trained, tiny_synthetic, tmp_path):
+    """bf16 runs on a CPU (autocast); its features, encoded in bf16, get their own cache files."""
+    import shutil
+
+    from accelerate.state import AcceleratorState
+    from safetensors.torch import load_file
+
+    import train_caption
+
+    _, fp32_cache, _ = trained
+    cache = tmp_path / "cache"
+    shutil.copytree(fp32_cache, cache)
+    extra = ["--num_train_epochs", "1", "--mixed_precision", "bf16"]
+    # one precision per process: accelerate keeps the first run's state
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        results = train_caption.main(train_args(tiny_synthetic, tmp_path / "run", cache, *extra))
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    assert 0 <= results["bleu"] <= 100
+    before = {p.name for p in fp32_cache.glob("*.safetensors")}
+    new = sorted(p for p in cache.glob("*.safetensors") if p.name not in before)
+    assert len(new) == 3
+    bf16 = load_file(next(p for p in new if p.name.startswith("train-")))["features"].float()
+    fp32 = load_file(next(fp32_cache.glob("train-*.safetensors")))["features"].float()
+    cosine = torch.nn.functional.cosine_similarity(bf16.flatten(1), fp32.flatten(1))
+    assert not torch.equal(bf16, fp32) and cosine.min() > 0.99
+
+
+def test_training_the_last_encoder_block_from_its_cached_input(tiny_synthetic, tmp_path):
+    """--train_last_blocks 1: the cache holds the block's input, the saved model has the loaded
+    encoder with only its top changed, and retrieval compares the loaded encoder's features."""
+    from safetensors.torch import load_file, save_file
+
+    import train_caption
+
+    torch.manual_seed(3)
+    source, _ = create_sized_backbone("test_efficientnet", 32)
+    save_file(source.state_dict(), tmp_path / "encoder.safetensors")
+    extra = ["--encoder", "test_efficientnet", "--pretrained_encoder", str(tmp_path / "encoder.safetensors"),
+             "--train_last_blocks", "1", "--encoder_learning_rate", "1e-2", "--num_train_epochs", "2"]  # fmt: skip
+    results = train_caption.main(
+        train_args(tiny_synthetic, tmp_path / "run", tmp_path / "cache", *extra)
+    )
+    assert 0 <= results["bleu"] <= 100 and 0 <= results["retrieval_bleu"] <= 100
+    cached = [load_file(p)["features"] for p in (tmp_path / "cache").glob("*.safetensors")]
+    assert len(cached) == 3 and all(t.ndim == 4 for t in cached)  # (rows, C, h, w)
+
+    model = ProductCaptionModel.from_pretrained(tmp_path / "run")
+    assert model.config.train_last_blocks == 1
+    saved, loaded = model.encoder.state_dict(), source.state_dict()
+    top = ("blocks.4.", "conv_head.", "bn2.")
+    for key, value in loaded.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        assert torch.equal(saved[key], value) != key.startswith(top), key
 
 
 def test_model_card_and_update_card(trained, tiny_synthetic, tmp_path):

@@ -3,6 +3,7 @@ the checked dataset, the rows and their collate, the encoder-feature cache, and 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,34 +34,37 @@ def load_caption_dataset(
 
 
 class CaptionRows(Dataset):
-    """Row i of a split: the model input (cached encoder features or an image tensor) and its tokens."""
+    """Row i of a split: the model input (cached encoder features or an image tensor) and its tokens.
 
-    def __init__(self, token_ids, features=None, images=None, transform=None):
+    Cached features are the model's `encoder_hidden_states` (B, 1 + N, D), or with `frozen=True` its
+    `frozen_features` (the input of encoder blocks that are trained)."""
+
+    def __init__(self, token_ids, features=None, images=None, transform=None, frozen=False):
         self.token_ids, self.features, self.images, self.transform = (
             token_ids,
             features,
             images,
             transform,
         )
+        self.feature_key = "frozen_features" if frozen else "encoder_hidden_states"
 
     def __len__(self):
         return len(self.token_ids)
 
     def __getitem__(self, i):
         if self.features is not None:
-            inputs = {"encoder_hidden_states": self.features[i].float()}  # (1 + N, D)
+            inputs = {self.feature_key: self.features[i].float()}
         else:
             inputs = {"pixel_values": self.transform(self.images[i]["image"])}  # (3, S, S)
         return {**inputs, "input_ids": self.token_ids[i], "index": i}
 
 
+MODEL_INPUTS = ("pixel_values", "encoder_hidden_states", "frozen_features")
+
+
 def make_collate(pad_token_id: int):
     def collate(rows):
-        batch = {
-            k: torch.stack([r[k] for r in rows])
-            for k in rows[0]
-            if k in ("encoder_hidden_states", "pixel_values")
-        }
+        batch = {k: torch.stack([r[k] for r in rows]) for k in rows[0] if k in MODEL_INPUTS}
         ids = torch.nn.utils.rnn.pad_sequence(
             [torch.tensor(r["input_ids"]) for r in rows],
             batch_first=True,
@@ -78,9 +82,11 @@ def make_collate(pad_token_id: int):
 # ---------------------------------------------------------------- the encoder-feature cache
 
 
-def feature_cache_key(model, image_processor, split: datasets.Dataset, pretrained) -> str:
-    """Everything the cached features depend on: encoder, its weights, the transform and the data.
-    Changing a field or the hashing makes every existing cache stale."""
+def feature_cache_key(
+    model, image_processor, split: datasets.Dataset, pretrained, precision: str = "no"
+) -> str:
+    """Everything the cached features depend on: encoder, its weights, the transform, the precision
+    it ran in and the data. Changing a field or the hashing makes every existing cache stale."""
     weights = hashlib.sha256()
     for name, tensor in sorted(model.encoder.state_dict().items()):
         weights.update(name.encode())
@@ -88,18 +94,24 @@ def feature_cache_key(model, image_processor, split: datasets.Dataset, pretraine
     key = {
         "version": CACHE_VERSION,
         "encoder": model.config.encoder_name,
+        "train_last_blocks": model.config.train_last_blocks,  # what the cache holds
         "pretrained": str(pretrained),
         "weights": weights.hexdigest(),
         "image_processor": image_processor.to_dict(),
+        "precision": precision,
         "dataset": split._fingerprint,
         "rows": len(split),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-@torch.inference_mode()
-def encode_split(model, image_processor, split, batch_size, device, desc) -> torch.Tensor:
-    """(rows, 1 + N, D) float16 encoder features of a split, eval transform, no augmentation."""
+@torch.no_grad()  # not inference_mode: the channels_last copies of trained layers must stay trainable
+def encode_split(
+    model, image_processor, split, batch_size, device, desc, autocast=contextlib.nullcontext
+) -> torch.Tensor:
+    """A split's float16 `model.frozen_features`, eval transform, no augmentation: (rows, 1 + N, D)
+    encoder features, or the input of the trained blocks with `train_last_blocks`;
+    `autocast` (a context factory, e.g. `accelerator.autocast`) sets the precision they run in."""
     rows = CaptionRows(
         [[]] * len(split),
         images=split.select_columns(["image"]),
@@ -114,10 +126,11 @@ def encode_split(model, image_processor, split, batch_size, device, desc) -> tor
     # channels_last: oneDNN's convolutions, depthwise ones above all, run faster in that layout;
     # a ViT only sees it in its patch embedding
     model.encoder.to(memory_format=torch.channels_last)
-    chunks = [
-        model.encode(pixels.to(device, memory_format=torch.channels_last)).half().cpu()
-        for pixels in tqdm(loader, desc=desc)
-    ]
+    chunks = []
+    for pixels in tqdm(loader, desc=desc):
+        with autocast():
+            frozen = model.frozen_features(pixels.to(device, memory_format=torch.channels_last))
+        chunks.append(frozen.half().cpu())
     model.encoder.to(memory_format=torch.contiguous_format)
     return torch.cat(chunks)
 
@@ -145,7 +158,9 @@ def cached_features(
     cache_dir = Path(cache_dir or default_cache_dir())
     features = {}
     for split in splits:
-        key = feature_cache_key(model, image_processor, dataset[split], pretrained)
+        key = feature_cache_key(
+            model, image_processor, dataset[split], pretrained, accelerator.mixed_precision
+        )
         path = cache_dir / f"{split}-{key}.safetensors"
         with accelerator.main_process_first():
             if not path.is_file():
@@ -158,6 +173,7 @@ def cached_features(
                     batch_size,
                     accelerator.device,
                     f"encoding {split}",
+                    accelerator.autocast,  # bf16 on a CPU with AVX-512 BF16: 2.4x (BENCHMARKS.md)
                 )
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -167,6 +183,23 @@ def cached_features(
                 accelerator.print(f"{split}: encoder features from cache {path}")
             features[split] = load_file(path)["features"]
     return features
+
+
+@torch.no_grad()
+def pooled_features(model, features, splits=("train", "test"), batch_size=512) -> dict:
+    """Each split's pooled encoder feature (rows, D) from its cached features, for the retrieval
+    baseline. Taken before training, they are the pretrained encoder's even where its last blocks
+    are trained (`train_last_blocks`: the cache holds their input)."""
+    was_training, device = model.training, next(model.parameters()).device
+    model.eval()
+    pooled = {}
+    for split in splits:
+        chunks = features[split].split(batch_size)
+        pooled[split] = torch.cat(
+            [model.memory_from_frozen(c.float().to(device))[:, 0].cpu() for c in chunks]
+        )
+    model.train(was_training)
+    return pooled
 
 
 # ---------------------------------------------------------------- generation and loss
@@ -186,15 +219,14 @@ def generate_captions(
     show = accelerator.is_local_main_process if accelerator is not None else True
     captions, indices = [], []
     for batch in tqdm(loader, desc=desc, disable=not show, leave=False):
-        inputs = {
-            k: batch[k].to(device) for k in ("pixel_values", "encoder_hidden_states") if k in batch
-        }
-        ids = unwrapped.generate(
-            **inputs,
-            num_beams=num_beams,
-            length_penalty=length_penalty,
-            max_new_tokens=unwrapped.config.max_length - 1,
-        )
+        inputs = {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
+        with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
+            ids = unwrapped.generate(
+                **inputs,
+                num_beams=num_beams,
+                length_penalty=length_penalty,
+                max_new_tokens=unwrapped.config.max_length - 1,
+            )
         index = batch["index"]
         if accelerator is not None:
             pad = unwrapped.config.pad_token_id

@@ -13,15 +13,18 @@ import json
 from pathlib import Path
 
 SETTINGS = ("encoder_name", "image_size", "attention", "embed_dim", "hidden_dim", "attention_dim",
-            "context_dim", "dropout", "label_smoothing", "vocab_size", "pretrained_weights")  # fmt: skip
+            "context_dim", "dropout", "label_smoothing", "vocab_size", "train_last_blocks",
+            "pretrained_weights")  # fmt: skip
 
 
 def collect(run: Path) -> dict:
     config = json.loads((run / "config.json").read_text())
     history = json.loads((run / "training_history.json").read_text())
+    args = run / "training_args.json"  # written by train_caption.py since train_last_blocks
     return {
         "run": run.name,
         "settings": {key: config.get(key) for key in SETTINGS},
+        "training_args": json.loads(args.read_text()) if args.is_file() else None,
         "results": json.loads((run / "eval_results.json").read_text()),
         "history": history,
         "train_seconds": round(sum(h["seconds"] for h in history)),
@@ -32,6 +35,8 @@ def row(record: dict) -> str:
     s, r = record["settings"], record["results"]
     return (
         f"| {record['run']} | {s['encoder_name'].removeprefix('tf_efficientnet_')} {s['image_size']} px "
+        f"{'frozen' if not s.get('train_last_blocks') else 'last ' + str(s['train_last_blocks']) + ' trained'} "
+        f"| {(record.get('training_args') or {}).get('mixed_precision') or '-'} "
         f"| {'attention' if s['attention'] else 'pooled'} | {s['context_dim'] or '-'} | {s['dropout']} "
         f"| {s['label_smoothing']} | {len(record['history'])} | **{r['best_val_bleu']:.2f}** "
         f"| {r['bleu']:.2f} | {r.get('retrieval_bleu', float('nan')):.2f} | {record['train_seconds'] / 60:.0f} |"
@@ -46,9 +51,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for one <run>.json per run")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    print("| run | encoder | decoder | context | dropout | smoothing | epochs | val BLEU (greedy) "
+    print("| run | encoder | precision | decoder | context | dropout | smoothing | epochs | val BLEU (greedy) "
           "| test BLEU (beam) | test retrieval | minutes |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for run in args.runs:
         record = collect(run)
         (args.out / f"{run.name}.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -39,9 +39,11 @@ def main() -> None:
     p.add_argument("--split", default="validation")
     p.add_argument("--num_beams", type=int, nargs="+", default=[1, 3, 5])
     p.add_argument("--length_penalty", type=float, nargs="+", default=[1.0])
+    p.add_argument("--mixed_precision", default="no", choices=["no", "bf16"],
+                   help="as the run was trained with (the feature cache is per precision)")  # fmt: skip
     args = p.parse_args()
 
-    accelerator = Accelerator()
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
     model = ProductCaptionModel.from_pretrained(args.model).eval()
     processor = ProductCaptionProcessor.from_pretrained(args.model)
     image_processor = ProductImageProcessor.from_pretrained(args.model)
@@ -53,7 +55,7 @@ def main() -> None:
     )[args.split]  # fmt: skip
     references = list(dataset[args.split]["caption"])
     ids = processor.tokenizer(references, truncation=True)["input_ids"]
-    rows = CaptionRows(ids, features=features)
+    rows = CaptionRows(ids, features=features, frozen=bool(model.config.train_last_blocks))
     loader = DataLoader(
         rows,
         batch_size=128,
