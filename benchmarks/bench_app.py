@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import serving
+import serving.models
 from modeling import ProductCaptionConfig
 
 from .common import machine

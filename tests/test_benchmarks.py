@@ -3,6 +3,7 @@
 import json
 import re
 
+import pytest
 import torch
 
 from benchmarks import bench_app, bench_gpu
@@ -37,3 +38,34 @@ def test_app_benchmark_looks_where_make_demo_writes_its_models():
     out = re.search(r"^OUT \?= (\S+)$", makefile, re.MULTILINE).group(1)
     written = re.findall(r"python train_(\w+)\.py .*?--output_dir \$\(OUT\)/(\S+)", makefile)
     assert {task: REPO_ROOT / out / folder for task, folder in written} == bench_app.DEMO_MODELS
+
+
+@pytest.mark.slow
+def test_bf16_benchmark_measures_both_precisions_side_by_side():
+    from benchmarks import bench_bf16
+
+    result = bench_bf16.run(quick=True)
+    assert set(result["bf16_over_fp32"]) == {
+        "matmul", "feature_extraction", "decoder_train_step", "greedy_generation"
+    }  # fmt: skip
+    assert all(ratio > 0 for ratio in result["bf16_over_fp32"].values())
+    assert result["feature_extraction_lite0_128px"]["min_cosine_bf16_vs_fp32"] > 0.98
+    assert isinstance(result["cpu_bf16_flags"], list)
+
+
+@pytest.mark.slow
+def test_peer_benchmark_quick_mode_trains_and_times_all_three():
+    from benchmarks import bench_peers
+
+    result = bench_peers.run(quick=True)
+    models = result["models"]
+    assert set(models) == {"ours_attention", "ours_pooled", "peer_gpt2", "retrieval"}
+    for name in ("ours_attention", "ours_pooled", "peer_gpt2"):
+        m = models[name]
+        assert len(m["test_bleu_beam3"]["per_seed"]) == 2 and m["train_seconds_per_epoch"] > 0
+        assert len(m["throughput"]) == 8 and all(
+            t["captions_per_s"] > 0 for t in m["throughput"].values()
+        )
+        assert m["flops_per_token"] > 0 and 0 < m["fraction_of_matmul_peak_2threads_greedy_batch64"]
+    assert 0 <= models["retrieval"]["test_bleu"] <= 100
+    assert "skipped" in bench_peers.run(quick=False)  # the full run only when asked by name
