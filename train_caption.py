@@ -582,7 +582,10 @@ def write_outputs(run: Run, state, results, predictions, dataset, model_args, ar
     run.processor.save_pretrained(output_dir)
     (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
     (output_dir / "training_history.json").write_text(json.dumps(state["history"], indent=2) + "\n")
-    settings = {**vars(model_args), **vars(args)}  # every flag of the run, for its comparison tables
+    settings = {
+        **vars(model_args),
+        **vars(args),
+    }  # every flag of the run, for its comparison tables
     (output_dir / "training_args.json").write_text(json.dumps(settings, indent=2) + "\n")
     plot_caption_history(state["history"], output_dir / "plots" / "caption_training.png")
     shown = range(min(12, len(predictions)))
@@ -635,7 +638,11 @@ def write_card(output_dir: Path, model_args, args, command: str, pretrained_weig
         hyperparameters={key: settings[key] for key in keys if key in settings},
         hub_model_id=args.hub_model_id,
         pretrained_weights=pretrained_weights,
-        extra={"frozen": model_args.freeze_encoder, "attention": model_args.attention},
+        extra={
+            "frozen": model_args.freeze_encoder,
+            "attention": model_args.attention,
+            "trained_blocks": model_args.train_last_blocks,
+        },  # fmt: skip
     )
 
 

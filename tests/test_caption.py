@@ -563,6 +563,8 @@ def test_training_the_last_encoder_block_from_its_cached_input(tiny_synthetic, t
     cached = [load_file(p)["features"] for p in (tmp_path / "cache").glob("*.safetensors")]
     assert len(cached) == 3 and all(t.ndim == 4 for t in cached)  # (rows, C, h, w)
 
+    card = " ".join((tmp_path / "run" / "README.md").read_text().split())
+    assert "frozen but for its last 1 block(s) and head convolution" in card
     model = ProductCaptionModel.from_pretrained(tmp_path / "run")
     assert model.config.train_last_blocks == 1
     saved, loaded = model.encoder.state_dict(), source.state_dict()
