@@ -10,14 +10,15 @@ DEMO_THREADS ?= 1
 SERVE ?= 1
 CAPTION_EPOCHS ?= 13
 
-# make catalog: the real-photo caption recipe (docs/results.md) on a folder with metadata.csv + images/
+# make catalog: the real-photo caption recipe (docs/results.md) on a folder with metadata.csv + images/:
+# ImageNet Lite0 from PyPI, its last stage and head conv trained, the rest frozen and cached
 CATALOG_DATA ?= ../shared/data/fashion_catalog
 CATALOG_OUT ?= outputs/catalog
 # bf16 where the CPU has it (AVX-512 BF16 or AMX: 2.4x faster feature extraction, 1.6x decoder
 # steps, BENCHMARKS.md); emulated bf16 elsewhere is slower than fp32
 CATALOG_PRECISION ?= $(shell grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo bf16 || echo no)
 CATALOG_ARGS ?= --encoder tf_efficientnet_lite0 --pretrained_encoder pypi --image_size 128 \
-	--num_train_epochs 12 --per_device_train_batch_size 64 --learning_rate 2e-3 \
+	--train_last_blocks 1 --num_train_epochs 12 --per_device_train_batch_size 64 --learning_rate 2e-3 \
 	--mixed_precision $(CATALOG_PRECISION)
 
 .PHONY: demo catalog test test-fast lint sync
