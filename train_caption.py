@@ -582,10 +582,8 @@ def write_outputs(run: Run, state, results, predictions, dataset, model_args, ar
     run.processor.save_pretrained(output_dir)
     (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
     (output_dir / "training_history.json").write_text(json.dumps(state["history"], indent=2) + "\n")
-    settings = {
-        **vars(model_args),
-        **vars(args),
-    }  # every flag of the run, for its comparison tables
+    # every flag of the run, for its comparison tables
+    settings = {**vars(model_args), **vars(args)}
     (output_dir / "training_args.json").write_text(json.dumps(settings, indent=2) + "\n")
     plot_caption_history(state["history"], output_dir / "plots" / "caption_training.png")
     shown = range(min(12, len(predictions)))

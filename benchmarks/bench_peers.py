@@ -33,7 +33,6 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_bf16 import bench_matmul  # noqa: E402
+from benchmarks.bench_bf16 import autocast, bench_matmul  # noqa: E402
 from benchmarks.common import machine  # noqa: E402
 
 RECIPE = {
@@ -82,7 +81,10 @@ def load_data(dataset_path, cache_dir, recipe: dict, precision: str) -> Data:
 
     dataset, _ = load_caption_dataset(dataset_path)
     captions = {s: list(dataset[s]["caption"]) for s in dataset}
-    tokenizer = build_caption_tokenizer(captions["train"], 5000, 2, 32)
+    # train_caption.py's defaults: the config's vocabulary and length, min count 2
+    tokenizer = build_caption_tokenizer(
+        captions["train"], ProductCaptionConfig.vocab_size, 2, ProductCaptionConfig.max_length
+    )
     token_ids = {s: tokenizer(c, truncation=True)["input_ids"] for s, c in captions.items()}
     config = ProductCaptionConfig(
         encoder_name=recipe["encoder"], image_size=recipe["image_size"], vocab_size=len(tokenizer)
@@ -211,10 +213,6 @@ def loader(data: Data, split: str, batch_size: int, shuffle: bool, pad: int, see
                       collate_fn=make_collate(pad))  # fmt: skip
 
 
-def autocast(precision: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-
-
 def fit(contender, data: Data, epochs, batch_size, lr, seed, precision) -> list[float]:
     """The one training loop every decoder gets; seconds per epoch."""
     from transformers import get_scheduler
@@ -230,7 +228,7 @@ def fit(contender, data: Data, epochs, batch_size, lr, seed, precision) -> list[
     for _ in range(epochs):
         start = time.perf_counter()
         for batch in train:
-            with autocast(precision):
+            with autocast(precision == "bf16"):
                 loss = contender.loss(
                     batch["encoder_hidden_states"], batch["input_ids"], batch["labels"]
                 )
@@ -248,7 +246,7 @@ def fit(contender, data: Data, epochs, batch_size, lr, seed, precision) -> list[
 def captions(contender, data: Data, split, num_beams, precision, batch_size=128) -> list[str]:
     out = []
     for batch in loader(data, split, batch_size, False, data.tokenizer.pad_token_id):
-        with autocast(precision):
+        with autocast(precision == "bf16"):
             ids = contender.generate(batch["encoder_hidden_states"], num_beams, 31)
         out += data.tokenizer.batch_decode(ids, skip_special_tokens=True)
     return out
@@ -264,7 +262,7 @@ def throughput(contender, memory, precision, rows: int, pad: int) -> dict:
         for beams in (1, 3):
             for batch in (64, 1):
                 chunks = memory[:rows].float().split(batch)
-                with autocast(precision):
+                with autocast(precision == "bf16"):
                     contender.generate(chunks[0], beams, 31)  # warm-up
                     start, tokens = time.perf_counter(), 0
                     for chunk in chunks:
