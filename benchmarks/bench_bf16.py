@@ -57,10 +57,11 @@ def alternate(fns: dict, rounds: int) -> dict[str, float]:
     return best
 
 
-def bench_matmul(rounds: int, n: int = 2048) -> dict:
+def bench_matmul(rounds: int, n: int = 2048, precisions=("fp32", "bf16")) -> dict:
     a32, b32 = torch.randn(n, n), torch.randn(n, n)
     a16, b16 = a32.bfloat16(), b32.bfloat16()
-    best = alternate({"fp32": lambda: a32 @ b32, "bf16": lambda: a16 @ b16}, rounds)
+    fns = {"fp32": lambda: a32 @ b32, "bf16": lambda: a16 @ b16}
+    best = alternate({k: fns[k] for k in precisions}, rounds)
     flops = 2 * n**3
     return {k: {"gflops": flops / s / 1e9} for k, s in best.items()}
 

@@ -10,29 +10,38 @@ Every decoder sees the same memory (the pooled feature and the spatial tokens), 
 the same epochs, batch size and seeds, and is trained by the same loop (AdamW, warmup then cosine,
 gradient clipping, the run's precision). Reported per model: test BLEU (beam 3) per seed with mean
 and spread, training seconds per epoch, and captions/s at batch 64 and 1, greedy and beam 3, with 1
-and 2 threads, at the captions' real lengths (both stop at EOS). Beam scores mean the same in both: the sum of
-the log-probabilities divided by the generated length (EOS included) ** `length_penalty` (ours:
-`ProductCaptionModel.generate`; transformers: `_beam_search`'s `cur_len + 1 - decoder_prompt_len`); for the decoders also the FLOPs per
-generated token counted from their shapes and the share of the machine's matmul rate in the same
-precision that this throughput amounts to.
+and 2 threads, at the captions' real lengths (both stop at EOS). Beam scores mean the same in both:
+the sum of the log-probabilities divided by the generated length (EOS included) ** `length_penalty`
+(ours: `ProductCaptionModel.generate`; transformers: `_beam_search`'s `cur_len + 1 -
+decoder_prompt_len`); for the decoders also the FLOPs per generated token counted from their shapes
+and the share of the machine's matmul rate in the same precision that this throughput amounts to.
 
     uv run python benchmarks/bench_peers.py --quick                      # tiny synthetic data, minutes
     uv run python benchmarks/bench_peers.py --dataset outputs/catalog/dataset \\
-        --cache_dir outputs/feature_cache --output benchmarks/results/bench_peers.json   # hours
+        --cache_dir outputs/feature_cache --processes 2 --output benchmarks/results/bench_peers.json
 
-The full run trains 3 models x 3 seeds (and the peer's learning rates on seed 0) and is only run when
-asked by name: `benchmarks/run.py` runs the quick mode only.
+The full run trains 3 models x 3 seeds (and the peer's learning rates on the first seed; its best
+one's run is that seed's) and is only run when asked by name: `benchmarks/run.py` runs the quick
+mode only. `--processes N` trains N models side by side, one thread each; every training keeps its
+result and decoder in `--runs_dir`, so a killed run resumes where it stopped. The speed figures are
+taken afterwards, with nothing else running: the trained decoders of the last seed, the contenders
+alternating within each setting, the best of `--timing_rounds` kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
+import multiprocessing
+import re
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,28 +262,65 @@ def captions(contender, data: Data, split, num_beams, precision, batch_size=128)
 
 
 @torch.no_grad()
-def throughput(contender, memory, precision, rows: int, pad: int) -> dict:
-    """Captions/s and generated tokens/s, batch 64 and 1, greedy and beam 3, 1 and 2 threads."""
+def throughput(contenders: dict, memory, precision, rows: int, pad: int, rounds: int) -> dict:
+    """Captions/s and generated tokens/s, batch 64 and 1, greedy and beam 3, 1 and 2 threads; the
+    contenders alternate within each setting and each keeps its best round."""
     threads = torch.get_num_threads()
-    out = {}
+    out = {name: {} for name in contenders}
     for n_threads in (1, 2):
         torch.set_num_threads(n_threads)
         for beams in (1, 3):
             for batch in (64, 1):
-                chunks = memory[:rows].float().split(batch)
-                with autocast(precision == "bf16"):
-                    contender.generate(chunks[0], beams, 31)  # warm-up
-                    start, tokens = time.perf_counter(), 0
-                    for chunk in chunks:
-                        ids = contender.generate(chunk, beams, 31)
-                        tokens += int((ids[:, 1:] != pad).sum())
-                seconds = time.perf_counter() - start
-                out[f"threads{n_threads}_beams{beams}_batch{batch}"] = {
-                    "captions_per_s": rows / seconds,
-                    "tokens_per_s": tokens / seconds,
-                }
+                n = rows if batch > 1 else max(rows // 4, 1)  # batch 1 is slow: fewer rows
+                chunks = memory[:n].float().split(batch)
+                key = f"threads{n_threads}_beams{beams}_batch{batch}"
+                for _ in range(rounds):
+                    for name, contender in contenders.items():
+                        with autocast(precision == "bf16"):
+                            contender.generate(chunks[0], beams, 31)  # warm-up
+                            start, tokens = time.perf_counter(), 0
+                            for chunk in chunks:
+                                ids = contender.generate(chunk, beams, 31)
+                                tokens += int((ids[:, 1:] != pad).sum())
+                        seconds = time.perf_counter() - start
+                        best = out[name].get(key, {"captions_per_s": 0.0})
+                        if n / seconds > best["captions_per_s"]:
+                            out[name][key] = {"captions_per_s": n / seconds,
+                                              "tokens_per_s": tokens / seconds}  # fmt: skip
     torch.set_num_threads(threads)
     return out
+
+
+def train_step_seconds(builders: dict, data: Data, recipe: dict, precision, steps: int,
+                       rounds: int) -> dict:  # fmt: skip
+    """Seconds per training step at 2 threads, the contenders alternating; best round each."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    batches = list(itertools.islice(
+        loader(data, "train", recipe["batch_size"], True, data.tokenizer.pad_token_id), steps + 2
+    ))  # fmt: skip
+    best = {}
+    for _ in range(rounds):
+        for name, build in builders.items():
+            contender = build()
+            params = [p for p in contender.parameters() if p.requires_grad]
+            optimizer = torch.optim.AdamW(params, lr=1e-4)
+            contender.model.train()
+            for i, batch in enumerate(batches):
+                if i == 2:  # two warm-up steps
+                    start = time.perf_counter()
+                with autocast(precision == "bf16"):
+                    loss = contender.loss(
+                        batch["encoder_hidden_states"], batch["input_ids"], batch["labels"]
+                    )
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 5.0)
+                optimizer.step()
+                optimizer.zero_grad()
+            seconds = (time.perf_counter() - start) / steps
+            best[name] = min(best.get(name, math.inf), seconds)
+    torch.set_num_threads(threads)
+    return best
 
 
 def summary(values: list[float]) -> dict:
@@ -285,61 +331,135 @@ def summary(values: list[float]) -> dict:
     }
 
 
-def measure(data: Data, recipe: dict, seeds, precision: str, peer_lrs, rows: int) -> dict:
+# ---------------------------------------------------------------- the trainings, resumable
+
+
+def build(name: str, data: Data, recipe: dict):
+    if name == "peer_gpt2":
+        return Peer(data, **PEER)
+    return Ours(data, recipe, attention=name == "ours_attention")
+
+
+_WORKER: dict = {}  # a training process's data and metric, loaded once
+
+
+def _init_worker(source: tuple, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER["data"] = load_data(*source)
+
+
+def bleu(data: Data, split: str, predictions: list[str]) -> float:
     import evaluate
 
     from metrics import metric_path
+
+    if "metric" not in _WORKER:
+        _WORKER["metric"] = evaluate.load(metric_path("caption"))
+    return _WORKER["metric"].compute(predictions=predictions, references=data.captions[split])[
+        "bleu"
+    ]
+
+
+def train_one(job: dict, data: Data | None = None) -> dict:
+    """One (contender, learning rate, seed) training: validation BLEU (greedy), test BLEU (beam 3)
+    and the trained decoder, in `runs_dir/<name>_lr<lr>_seed<seed>/`. A finished folder is reused;
+    a killed run leaves only a `.partial` folder, redone next time."""
+    folder = Path(job["runs_dir"]) / f"{job['name']}_lr{job['lr']:g}_seed{job['seed']}"
+    if (folder / "result.json").exists():
+        return json.loads((folder / "result.json").read_text())
+    data = data if data is not None else _WORKER["data"]
+    recipe, precision = job["recipe"], job["precision"]
+    contender = build(job["name"], data, recipe)
+    seconds = fit(
+        contender, data, recipe["epochs"], recipe["batch_size"], job["lr"], job["seed"], precision
+    )
+    result = {
+        **{k: job[k] for k in ("name", "lr", "seed")},
+        "epoch_seconds": seconds,
+        "threads": torch.get_num_threads(),
+        "validation_bleu_greedy": bleu(
+            data, "validation", captions(contender, data, "validation", 1, precision)
+        ),
+        "test_bleu_beam3": bleu(data, "test", captions(contender, data, "test", 3, precision)),
+    }
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    torch.save(contender.model.state_dict(), partial / "model.pt")
+    (partial / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    partial.rename(folder)
+    return result
+
+
+def train_all(jobs: list[dict], data: Data, source: tuple | None, processes: int) -> list[dict]:
+    """In this process, or in `processes` spawned ones of one thread each (every one loads the
+    cached features itself)."""
+    if processes <= 1 or source is None:
+        return [train_one(job, data) for job in jobs]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, ctx, _init_worker, (source, 1)) as pool:
+        return list(pool.map(train_one, jobs))
+
+
+def measure(data: Data, recipe: dict, seeds, precision: str, peer_lrs, rows: int,
+            runs_dir: Path, source: tuple | None = None, processes: int = 1,
+            rounds: int = 2, steps: int = 40, matmul_size: int = 2048) -> dict:  # fmt: skip
     from training.baselines import nearest_neighbour_captions
-
-    metric = evaluate.load(metric_path("caption"))
-
-    def bleu(split, predictions):
-        return metric.compute(predictions=predictions, references=data.captions[split])["bleu"]
 
     pooled = {s: data.memory[s][:, 0] for s in ("train", "validation", "test")}
     retrieval = {
-        s: bleu(s, nearest_neighbour_captions(pooled["train"], data.captions["train"], pooled[s]))
+        s: bleu(data, s, nearest_neighbour_captions(pooled["train"], data.captions["train"],
+                                                    pooled[s]))
         for s in ("validation", "test")
-    }
-    peer_lr, lr_search = peer_lrs[0], {}
-    if len(peer_lrs) > 1:  # chosen on validation (greedy), first seed
-        for lr in peer_lrs:
-            peer = Peer(data, **PEER)
-            fit(peer, data, recipe["epochs"], recipe["batch_size"], lr, seeds[0], precision)
-            lr_search[lr] = bleu("validation", captions(peer, data, "validation", 1, precision))
-        peer_lr = max(lr_search, key=lr_search.get)
+    }  # fmt: skip
 
-    builders = {
-        "ours_attention": (lambda: Ours(data, recipe, attention=True), recipe["learning_rate"]),
-        "ours_pooled": (lambda: Ours(data, recipe, attention=False), recipe["learning_rate"]),
-        "peer_gpt2": (lambda: Peer(data, **PEER), peer_lr),
-    }
-    matmul_peak = bench_matmul(3)["bf16" if precision == "bf16" else "fp32"]["gflops"] * 1e9
+    def job(name, lr, seed):
+        return {"name": name, "lr": lr, "seed": seed, "recipe": recipe, "precision": precision,
+                "runs_dir": str(runs_dir)}  # fmt: skip
+
+    lrs = {"ours_attention": recipe["learning_rate"], "ours_pooled": recipe["learning_rate"]}
+    # the peer's learning rates on the first seed first, so that its other seeds can follow
+    first = [job("peer_gpt2", lr, seeds[0]) for lr in peer_lrs]
+    first += [job(name, lr, seed) for name, lr in lrs.items() for seed in seeds]
+    done = train_all(first, data, source, processes)
+    lr_search = {r["lr"]: r["validation_bleu_greedy"] for r in done[: len(peer_lrs)]}
+    lrs["peer_gpt2"] = max(lr_search, key=lr_search.get)  # chosen on validation (greedy)
+    done += train_all([job("peer_gpt2", lrs["peer_gpt2"], s) for s in seeds[1:]], data, source,
+                      processes)  # fmt: skip
+    runs = {(r["name"], r["lr"], r["seed"]): r for r in done}
+
+    # timings on the trained decoders of the last seed, nothing else running
+    trained = {}
+    for name, lr in lrs.items():
+        trained[name] = build(name, data, recipe)
+        folder = runs_dir / f"{name}_lr{lr:g}_seed{seeds[-1]}"
+        trained[name].model.load_state_dict(torch.load(folder / "model.pt"))
+        trained[name].model.eval()
+    speed = throughput(
+        trained, data.memory["test"], precision, rows, data.tokenizer.pad_token_id, rounds
+    )
+    builders = {name: (lambda name=name: build(name, data, recipe)) for name in lrs}
+    step = train_step_seconds(builders, data, recipe, precision, steps, rounds)
+    steps_per_epoch = math.ceil(len(data.token_ids["train"]) / recipe["batch_size"])
+    kind = "bf16" if precision == "bf16" else "fp32"
+    matmul_peak = bench_matmul(3, matmul_size, (kind,))[kind]["gflops"] * 1e9
+
     results = {}
-    for name, (build, lr) in builders.items():
-        test_bleu, val_bleu, epoch_seconds, contender = [], [], [], None
-        for seed in seeds:
-            contender = build()
-            seconds = fit(
-                contender, data, recipe["epochs"], recipe["batch_size"], lr, seed, precision
-            )
-            epoch_seconds.append(statistics.median(seconds))
-            val_bleu.append(
-                bleu("validation", captions(contender, data, "validation", 1, precision))
-            )
-            test_bleu.append(bleu("test", captions(contender, data, "test", 3, precision)))
-        speed = throughput(
-            contender, data.memory["test"], precision, rows, data.tokenizer.pad_token_id
-        )
-        flops = contender.flops_per_token()
-        best = speed["threads2_beams1_batch64"]["tokens_per_s"]
+    for name, lr in lrs.items():
+        per_seed = [runs[(name, lr, seed)] for seed in seeds]
+        flops = trained[name].flops_per_token()
+        best = speed[name]["threads2_beams1_batch64"]["tokens_per_s"]
         results[name] = {
             "learning_rate": lr,
-            "decoder_parameters": sum(p.numel() for p in contender.parameters()),
-            "test_bleu_beam3": summary(test_bleu),
-            "validation_bleu_greedy": summary(val_bleu),
-            "train_seconds_per_epoch": statistics.median(epoch_seconds),
-            "throughput": speed,
+            "decoder_parameters": sum(p.numel() for p in trained[name].parameters()),
+            "test_bleu_beam3": summary([r["test_bleu_beam3"] for r in per_seed]),
+            "validation_bleu_greedy": summary([r["validation_bleu_greedy"] for r in per_seed]),
+            "train_seconds_per_epoch": step[name] * steps_per_epoch,
+            "train_run_wall_seconds_per_epoch": statistics.median(
+                s for r in per_seed for s in r["epoch_seconds"]
+            ),
+            "train_run_threads": per_seed[0]["threads"],
+            "throughput": speed[name],
             "flops_per_token": flops,
             "fraction_of_matmul_peak_2threads_greedy_batch64": flops * best / matmul_peak,
         }
@@ -350,8 +470,53 @@ def measure(data: Data, recipe: dict, seeds, precision: str, peer_lrs, rows: int
     return {
         "peer_learning_rate_search_validation_bleu": {str(k): v for k, v in lr_search.items()},
         "matmul_peak_gflops": matmul_peak / 1e9,
+        "train_processes": processes,
         "models": results,
     }
+
+
+def table(result: dict) -> str:
+    """The side-by-side tables BENCHMARKS.md and the README show, from a run's JSON."""
+    models = result["models"]
+    decoders = [m for m in models if m != "retrieval"]
+    lines = [
+        "| | decoder parameters | learning rate | test BLEU, beam 3 (mean ± sd) | validation BLEU,"
+        " greedy | train s/epoch (2 threads) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in decoders:
+        m = models[name]
+        test, val = m["test_bleu_beam3"], m["validation_bleu_greedy"]
+        lines.append(
+            f"| {name} | {m['decoder_parameters'] / 1e6:.1f}M | {m['learning_rate']:g} "
+            f"| {test['mean']:.2f} ± {test['sd']:.2f} | {val['mean']:.2f} ± {val['sd']:.2f} "
+            f"| {m['train_seconds_per_epoch']:.0f} |"
+        )
+    r = models["retrieval"]
+    lines += [
+        f"| retrieval | | | {r['test_bleu']:.2f} | {r['validation_bleu']:.2f} | |",
+        "",
+        "| captions/s (threads, beams, batch) | "
+        + " | ".join(decoders)
+        + " | attention / peer | pooled / peer |",
+        "|---|" + "---:|" * (len(decoders) + 2),
+    ]
+    for key in models[decoders[0]]["throughput"]:
+        rates = [models[n]["throughput"][key]["captions_per_s"] for n in decoders]
+        peer = models["peer_gpt2"]["throughput"][key]["captions_per_s"]
+        threads, beams, batch = (int(x) for x in re.findall(r"\d+", key))
+        lines.append(
+            f"| {threads}, {beams}, {batch} | "
+            + " | ".join(f"{v:.0f}" for v in rates)
+            + f" | {models['ours_attention']['throughput'][key]['captions_per_s'] / peer:.2f}x"
+            + f" | {models['ours_pooled']['throughput'][key]['captions_per_s'] / peer:.2f}x |"
+        )
+    share = ", ".join(
+        f"{n} {models[n]['fraction_of_matmul_peak_2threads_greedy_batch64']:.1%}" for n in decoders
+    )
+    lines += ["", f"Share of the {result['matmul_peak_gflops']:.0f} GFLOP/s matmul rate (2 threads,"
+              f" greedy, batch 64): {share}."]  # fmt: skip
+    return "\n".join(lines)
 
 
 def quick_data(tmp: Path) -> Data:
@@ -372,7 +537,18 @@ def run(quick: bool = False) -> dict:
         return {
             "name": "ours vs VisionEncoderDecoderModel vs retrieval (quick: synthetic, tiny)",
             "machine": machine(),
-            **measure(data, QUICK, seeds=[0, 1], precision="no", peer_lrs=[5e-3], rows=8),
+            **measure(
+                data,
+                QUICK,
+                seeds=[0, 1],
+                precision="no",
+                peer_lrs=[5e-3],
+                rows=8,
+                runs_dir=Path(tmp) / "runs",
+                rounds=1,
+                steps=2,
+                matmul_size=256,
+            ),  # fmt: skip
         }
 
 
@@ -386,7 +562,26 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--mixed_precision", default="no", choices=["no", "bf16"])
     p.add_argument("--peer_learning_rates", type=float, nargs="+", default=[5e-4, 1e-3, 2e-3])
-    p.add_argument("--timing_rows", type=int, default=512, help="test rows timed per setting")
+    p.add_argument("--epochs", type=int, default=RECIPE["epochs"], help="every model's budget")
+    p.add_argument(
+        "--timing_rows",
+        type=int,
+        default=512,
+        help="test rows timed per setting at batch 64 (a quarter of them at batch 1)",
+    )
+    p.add_argument("--timing_rounds", type=int, default=2, help="alternating rounds, best kept")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="trainings side by side, one thread each (the timings come after, alone)",
+    )
+    p.add_argument(
+        "--runs_dir",
+        type=Path,
+        default=Path("outputs/bench_peers"),
+        help="each training's result and decoder; finished ones are reused (resume)",
+    )
     p.add_argument("--output", type=Path, default=None, help="write the JSON here too")
     args = p.parse_args()
     if args.quick:
@@ -394,20 +589,25 @@ def main() -> None:
     elif not args.dataset:
         p.error("pass --dataset DIR (the full run) or --quick")
     else:
-        data = load_data(args.dataset, args.cache_dir, RECIPE, args.mixed_precision)
+        recipe = {**RECIPE, "epochs": args.epochs}
+        source = (args.dataset, args.cache_dir, recipe, args.mixed_precision)
+        runs_dir = args.runs_dir / f"epochs{args.epochs}_{args.mixed_precision}"
+        data = load_data(*source)
         result = {
             "name": "ours vs VisionEncoderDecoderModel vs retrieval",
             "machine": machine(),
-            "recipe": RECIPE,
+            "recipe": recipe,
             "peer": PEER,
             "seeds": args.seeds,
             "mixed_precision": args.mixed_precision,
             "command": " ".join(sys.argv),
-            **measure(data, RECIPE, args.seeds, args.mixed_precision, args.peer_learning_rates,
-                      args.timing_rows),
+            **measure(data, recipe, args.seeds, args.mixed_precision, args.peer_learning_rates,
+                      args.timing_rows, runs_dir, source, args.processes, args.timing_rounds),
         }  # fmt: skip
     text = json.dumps(result, indent=2)
     print(text)
+    if "models" in result:
+        print(table(result))
     if args.output:
         args.output.write_text(text + "\n")
 

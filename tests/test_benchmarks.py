@@ -69,3 +69,14 @@ def test_peer_benchmark_quick_mode_trains_and_times_all_three():
         assert m["flops_per_token"] > 0 and 0 < m["fraction_of_matmul_peak_2threads_greedy_batch64"]
     assert 0 <= models["retrieval"]["test_bleu"] <= 100
     assert "skipped" in bench_peers.run(quick=False)  # the full run only when asked by name
+
+
+def test_peer_benchmark_reuses_a_finished_training(tmp_path):
+    from benchmarks import bench_peers
+
+    job = {"name": "peer_gpt2", "lr": 1e-3, "seed": 0, "recipe": bench_peers.QUICK,
+           "precision": "no", "runs_dir": str(tmp_path)}  # fmt: skip
+    done = {"name": "peer_gpt2", "lr": 1e-3, "seed": 0, "test_bleu_beam3": 12.5}
+    (tmp_path / "peer_gpt2_lr0.001_seed0").mkdir()
+    (tmp_path / "peer_gpt2_lr0.001_seed0" / "result.json").write_text(json.dumps(done))
+    assert bench_peers.train_one(job, data=None) == done  # no data needed: nothing is trained
