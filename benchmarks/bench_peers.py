@@ -222,6 +222,15 @@ def loader(data: Data, split: str, batch_size: int, shuffle: bool, pad: int, see
                       collate_fn=make_collate(pad))  # fmt: skip
 
 
+def train_step(contender, batch: dict, params: list, optimizer, precision: str) -> None:
+    with autocast(precision == "bf16"):
+        loss = contender.loss(batch["encoder_hidden_states"], batch["input_ids"], batch["labels"])
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 5.0)
+    optimizer.step()
+    optimizer.zero_grad()
+
+
 def fit(contender, data: Data, epochs, batch_size, lr, seed, precision) -> list[float]:
     """The one training loop every decoder gets; seconds per epoch."""
     from transformers import get_scheduler
@@ -237,15 +246,8 @@ def fit(contender, data: Data, epochs, batch_size, lr, seed, precision) -> list[
     for _ in range(epochs):
         start = time.perf_counter()
         for batch in train:
-            with autocast(precision == "bf16"):
-                loss = contender.loss(
-                    batch["encoder_hidden_states"], batch["input_ids"], batch["labels"]
-                )
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            optimizer.step()
+            train_step(contender, batch, params, optimizer, precision)
             scheduler.step()
-            optimizer.zero_grad()
         seconds.append(time.perf_counter() - start)
     contender.model.eval()
     return seconds
@@ -291,7 +293,7 @@ def throughput(contenders: dict, memory, precision, rows: int, pad: int, rounds:
     return out
 
 
-def train_step_seconds(builders: dict, data: Data, recipe: dict, precision, steps: int,
+def train_step_seconds(names, data: Data, recipe: dict, precision, steps: int,
                        rounds: int) -> dict:  # fmt: skip
     """Seconds per training step at 2 threads, the contenders alternating; best round each."""
     threads = torch.get_num_threads()
@@ -301,22 +303,15 @@ def train_step_seconds(builders: dict, data: Data, recipe: dict, precision, step
     ))  # fmt: skip
     best = {}
     for _ in range(rounds):
-        for name, build in builders.items():
-            contender = build()
+        for name in names:
+            contender = build(name, data, recipe)
             params = [p for p in contender.parameters() if p.requires_grad]
             optimizer = torch.optim.AdamW(params, lr=1e-4)
             contender.model.train()
             for i, batch in enumerate(batches):
                 if i == 2:  # two warm-up steps
                     start = time.perf_counter()
-                with autocast(precision == "bf16"):
-                    loss = contender.loss(
-                        batch["encoder_hidden_states"], batch["input_ids"], batch["labels"]
-                    )
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 5.0)
-                optimizer.step()
-                optimizer.zero_grad()
+                train_step(contender, batch, params, optimizer, precision)
             seconds = (time.perf_counter() - start) / steps
             best[name] = min(best.get(name, math.inf), seconds)
     torch.set_num_threads(threads)
@@ -360,11 +355,15 @@ def bleu(data: Data, split: str, predictions: list[str]) -> float:
     ]
 
 
+def run_folder(runs_dir, name: str, lr: float, seed: int) -> Path:
+    return Path(runs_dir) / f"{name}_lr{lr:g}_seed{seed}"
+
+
 def train_one(job: dict, data: Data | None = None) -> dict:
     """One (contender, learning rate, seed) training: validation BLEU (greedy), test BLEU (beam 3)
     and the trained decoder, in `runs_dir/<name>_lr<lr>_seed<seed>/`. A finished folder is reused;
     a killed run leaves only a `.partial` folder, redone next time."""
-    folder = Path(job["runs_dir"]) / f"{job['name']}_lr{job['lr']:g}_seed{job['seed']}"
+    folder = run_folder(job["runs_dir"], job["name"], job["lr"], job["seed"])
     if (folder / "result.json").exists():
         return json.loads((folder / "result.json").read_text())
     data = data if data is not None else _WORKER["data"]
@@ -432,14 +431,13 @@ def measure(data: Data, recipe: dict, seeds, precision: str, peer_lrs, rows: int
     trained = {}
     for name, lr in lrs.items():
         trained[name] = build(name, data, recipe)
-        folder = runs_dir / f"{name}_lr{lr:g}_seed{seeds[-1]}"
+        folder = run_folder(runs_dir, name, lr, seeds[-1])
         trained[name].model.load_state_dict(torch.load(folder / "model.pt"))
         trained[name].model.eval()
     speed = throughput(
         trained, data.memory["test"], precision, rows, data.tokenizer.pad_token_id, rounds
     )
-    builders = {name: (lambda name=name: build(name, data, recipe)) for name in lrs}
-    step = train_step_seconds(builders, data, recipe, precision, steps, rounds)
+    step = train_step_seconds(lrs, data, recipe, precision, steps, rounds)
     steps_per_epoch = math.ceil(len(data.token_ids["train"]) / recipe["batch_size"])
     kind = "bf16" if precision == "bf16" else "fp32"
     matmul_peak = bench_matmul(3, matmul_size, (kind,))[kind]["gflops"] * 1e9
