@@ -63,6 +63,7 @@ lint: sync
 test: lint
 	$(RUN) pytest
 
-# Everything but the tests marked slow (processes, servers, a browser): a quick check while editing.
+# Everything but the tests marked slow (processes, servers, a browser): a quick check while editing,
+# one pytest-xdist worker per core (a thread each, tests/conftest.py)
 test-fast: sync
-	$(RUN) pytest -m "not slow"
+	$(RUN) pytest -m "not slow" -n auto --dist worksteal

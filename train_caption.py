@@ -150,6 +150,10 @@ class CaptionTrainingArguments:
         },
     )
     num_beams: int = field(default=3, metadata={"help": "beam size for the test evaluation"})
+    attention_plots: int = field(
+        default=3,
+        metadata={"help": "test photos drawn with each word's attention (plots/attention_*.png)"},
+    )
     length_penalty: float = 1.0
     seed: int = 42
     mixed_precision: str | None = field(
@@ -596,8 +600,9 @@ def write_outputs(run: Run, state, results, predictions, dataset, model_args, ar
     if unwrapped.config.attention:
         cached = run.test_loader.dataset.features  # None when the encoder is trained here
         plot_attention_samples(
-            unwrapped, run.processor, dataset["test"], cached, output_dir / "plots", args
-        )
+            unwrapped, run.processor, dataset["test"], cached, output_dir / "plots", args.num_beams,
+            args.attention_plots,
+        )  # fmt: skip
     log(json.dumps(results, indent=2))
     command = command_line("train_caption.py", argv, run.accelerator.num_processes)
     write_card(output_dir, model_args, args, command, unwrapped.config.pretrained_weights)
@@ -607,7 +612,9 @@ def write_outputs(run: Run, state, results, predictions, dataset, model_args, ar
         log(f"pushed to {url}")
 
 
-def plot_attention_samples(model, processor, split, cached, folder: Path, args, count=3) -> None:
+def plot_attention_samples(
+    model, processor, split, cached, folder: Path, num_beams: int, count: int
+) -> None:
     """Where the model looked for each word, on the first test photos (`plots/attention_*.png`),
     from their cached features when there are some."""
     model.eval()
@@ -615,7 +622,7 @@ def plot_attention_samples(model, processor, split, cached, folder: Path, args, 
     for i in range(min(count, len(split))):
         image = split[i]["image"]
         memory = None if cached is None else model.memory_from_frozen(cached[i : i + 1].float())
-        _, words, weights = caption_attention(model, processor, image, args.num_beams, memory)
+        _, words, weights = caption_attention(model, processor, image, num_beams, memory)
         figure = attention_figure(image, words, weights, side)
         figure.savefig(folder / f"attention_{i}.png", dpi=110)
 

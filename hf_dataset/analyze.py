@@ -436,6 +436,7 @@ def analyze(
     dataset_dir: str | os.PathLike,
     output_dir: str | os.PathLike | None = None,
     update_card: bool = False,
+    plots: bool = True,
 ) -> dict:
     """Analyse a dataset saved with `save_to_disk` (the docs/DESIGN.md contract) and write the report.
 
@@ -444,6 +445,7 @@ def analyze(
         output_dir: where the PNG plots and `analysis.json` go (default: `DIR/analysis`).
         update_card: also embed the plots and the summary into the dataset card `DIR/README.md`,
             replacing the section a previous run embedded.
+        plots: write the PNG plots (`False`: the numbers only, `plots` is empty).
 
     Returns:
         The content of `analysis.json`: `splits` (per-split statistics), `oov` (validation and
@@ -483,7 +485,7 @@ def analyze(
         "leakage": _leakage(raw),
         "baselines": _baselines(raw),
     }
-    analysis["plots"] = _plots(raw, stats, output, has_ratings)
+    analysis["plots"] = _plots(raw, stats, output, has_ratings) if plots else {}
     (output / "analysis.json").write_text(json.dumps(analysis, indent=2) + "\n")
     if update_card:
         embed_in_card(dataset_dir, analysis, output)

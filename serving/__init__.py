@@ -21,7 +21,7 @@ _EXPORTS = {
     "CaptionModel": "models", "ModelCache": "models", "ModelError": "models", "RatingModel": "models",
     "load_model": "models", "missing_model_hint": "models", "resolve_model": "models",
     "compare_models": "prediction", "predict": "prediction", "predict_batch": "prediction",
-    "EXAMPLES": "ui", "create_app": "ui", "launch": "ui",
+    "EXAMPLES": "images", "create_app": "ui", "launch": "ui",
 }  # fmt: skip
 __all__ = sorted(_EXPORTS)
 

@@ -8,6 +8,9 @@ import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent.parent  # the folder holding app.py (a Space's root)
+EXAMPLES = sorted((HERE / "examples").glob("*.jpg"))  # the example photos shipped beside app.py
+
 # Photos are refused above this many pixels before they are decoded (the models' `load_image`).
 MAX_MEGAPIXELS = 64
 MAX_PIXELS = MAX_MEGAPIXELS * 10**6

@@ -13,9 +13,8 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
-from .images import MAX_PIXELS, InputError
+from .images import HERE, MAX_PIXELS, InputError
 
-HERE = Path(__file__).resolve().parent.parent  # the folder holding app.py (a Space's root)
 TASKS = ("rating", "caption")
 MODEL_TYPES = {"rating": "product_rating", "caption": "product_caption"}
 ENV_VARS = {"rating": "RATING_MODEL", "caption": "CAPTION_MODEL"}

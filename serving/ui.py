@@ -16,9 +16,8 @@ import gradio as gr
 import pandas as pd
 
 from .attention import attention_figure
-from .images import MAX_MEGAPIXELS, InputError
+from .images import EXAMPLES, MAX_MEGAPIXELS, InputError
 from .models import (
-    HERE,
     TASKS,
     CaptionModel,
     ModelCache,
@@ -39,7 +38,6 @@ from .render import (
 )
 
 MAX_FILE_SIZE = "200mb"  # per uploaded file (a zip of photos can be large)
-EXAMPLES = sorted((HERE / "examples").glob("*.jpg"))
 
 
 def shown_in_page(fn):

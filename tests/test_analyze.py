@@ -135,7 +135,8 @@ def test_planted_leaks_are_found(tiny, tmp_path):
     test = datasets.concatenate_datasets([dataset["test"], copied, duplicate, twin])
     leaky = _save({**dataset, "test": test}, tmp_path / "leaky")
 
-    result = analyze(leaky, tmp_path / "report")
+    result = analyze(leaky, tmp_path / "report", plots=False)
+    assert result["plots"] == {} and not list((tmp_path / "report").glob("*.png"))
     assert result["oov"]["test"]["oov_tokens"] == result["oov"]["test"]["oov_types"] == 2
     assert sorted(result["oov"]["test"]["examples"]) == ["caption", "planted"]
     leakage = result["leakage"]
@@ -206,7 +207,7 @@ def test_caption_baseline_is_the_caption_metrics(tiny, tmp_path):
     )
     path = _save({**dataset, "train": train, "validation": validation}, tmp_path / "mixed")
 
-    baseline = analyze(path)["baselines"]["caption"]
+    baseline = analyze(path, plots=False)["baselines"]["caption"]
     references = [c for c in validation["caption"] if c and c.strip()]
     assert len(references) == len(validation) - len(blanks) > 0
     expected = constant_caption_baseline(train["caption"], references)
@@ -232,7 +233,7 @@ def test_oov_counts_words_as_the_tokenizer_splits_them(tiny, tmp_path):
         lambda row, i: {"caption": validation_captions[i % 3]}, with_indices=True
     )
     path = _save({**dataset, "train": train, "validation": validation}, tmp_path / "apostrophes")
-    result = analyze(path)
+    result = analyze(path, plots=False)
 
     backend = build_caption_tokenizer(train["caption"], min_frequency=1).backend_tokenizer
 
@@ -257,7 +258,7 @@ def test_some_ratings_missing(tiny, tmp_path):
         features=dataset["train"].features,
     )
     path = _save({**dataset, "train": train}, tmp_path / "partial")
-    result = analyze(path)
+    result = analyze(path, plots=False)
     kept = dataset["train"]["rating"][1:]
     assert result["has_ratings"] and result["notes"] == [
         f"train: 1 of {len(train)} ratings are null"

@@ -440,7 +440,8 @@ def train_args(dataset, output_dir, cache_dir, *extra):
         "--encoder", "test_vit", "--pretrained_encoder", "false", "--image_size", "32",
         "--embed_dim", "16", "--hidden_dim", "32", "--attention_dim", "16", "--min_word_count", "1",
         "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
-        "--learning_rate", "5e-3", "--num_beams", "2", "--seed", "0", "--dropout", "0", *extra,
+        "--learning_rate", "5e-3", "--num_beams", "2", "--seed", "0", "--dropout", "0",
+        "--attention_plots", "0", *extra,
     ]  # fmt: skip
 
 
@@ -450,8 +451,8 @@ def trained(tiny_synthetic, tmp_path_factory):
     import train_caption
 
     root = tmp_path_factory.mktemp("caption")
-    args = train_args(tiny_synthetic, root / "run", root / "cache", "--num_train_epochs", "3")
-    results = train_caption.main(args)
+    extra = ["--num_train_epochs", "3", "--attention_plots", "1"]
+    results = train_caption.main(train_args(tiny_synthetic, root / "run", root / "cache", *extra))
     return root / "run", root / "cache", results
 
 
@@ -461,6 +462,7 @@ def test_training_writes_model_results_and_plots(trained):
                  "modeling_caption.py", "eval_results.json", "training_args.json", "plots/caption_training.png",
                  "plots/caption_samples.png", "plots/attention_0.png"):  # fmt: skip
         assert (out / name).is_file(), name
+    assert not (out / "plots/attention_1.png").exists()  # --attention_plots 1
     saved = json.loads((out / "eval_results.json").read_text())
     assert saved == pytest.approx(results)
     for key in ("bleu", "word_overlap", "jaccard", "length_similarity", "baseline_bleu",
