@@ -80,3 +80,32 @@ def test_peer_benchmark_reuses_a_finished_training(tmp_path):
     (tmp_path / "peer_gpt2_lr0.001_seed0").mkdir()
     (tmp_path / "peer_gpt2_lr0.001_seed0" / "result.json").write_text(json.dumps(done))
     assert bench_peers.train_one(job, data=None) == done  # no data needed: nothing is trained
+
+
+@pytest.mark.slow
+def test_predict_benchmark_times_predict_py_and_the_models_alone(tmp_path):
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from benchmarks import bench_predict
+    from benchmarks.random_models import save_random_models
+
+    models = {task: str(f) for task, f in save_random_models(tmp_path / "models").items()}
+    images = tmp_path / "photos" / "shop"
+    images.mkdir(parents=True)
+    for i in range(6):
+        Image.new("RGB", (60, 80), (40 * i, 90, 200)).save(images / f"{i}.jpg")
+    photos = tmp_path / "photos.csv"
+    assert bench_predict.photo_csv(tmp_path / "photos", 4, photos) == 4
+
+    run = bench_predict.end_to_end(photos, models, tmp_path / "out.parquet", 1, 2, 1)
+    assert run["photos"] == 4 and run["images_per_second"] > 0
+    assert pq.read_table(tmp_path / "out.parquet").column("error").null_count == 4
+
+    loaded = {
+        t: bench_predict.predict.load_model(t, f, torch.device("cpu")) for t, f in models.items()
+    }
+    batches = bench_predict.decoded_batches(photos, loaded, batch_size=3)
+    assert [len(b["positions"]) for b in batches] == [3, 1]
+    alone = bench_predict.models_alone(loaded, batches, num_beams=1)
+    assert alone["photos"] == 4 and alone["images_per_second"] > 0
