@@ -37,19 +37,19 @@ if str(REPO) not in sys.path:
 import predict  # noqa: E402
 from benchmarks.common import machine  # noqa: E402
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 PREDICTED = re.compile(r"predicted (\d+) photos in ([\d.]+) s")
 
 
 def photo_csv(images: Path, limit: int | None, path: Path) -> int:
-    """A predict.py CSV of the first `limit` photos of `images` (sorted); returns how many."""
-    files = sorted(p for p in images.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)[:limit]
-    if not files:
-        raise SystemExit(f"no photos in {images}")
+    """A predict.py CSV of the first `limit` photos that `predict.py --images` would read (its own
+    listing, in its order); returns how many."""
+    files = predict.folder_inputs(images).photos.files[:limit]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["image"])
-        writer.writerows([os.path.relpath(p.resolve(), path.parent.resolve())] for p in files)
+        writer.writerows(
+            [os.path.relpath(images.resolve() / name, path.parent.resolve())] for name in files
+        )
     return len(files)
 
 
