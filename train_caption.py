@@ -138,6 +138,13 @@ class CaptionTrainingArguments:
         },
     )
     weight_decay: float = 0.01
+    hflip_train: bool = field(
+        default=False,
+        metadata={
+            "help": "with a frozen encoder: also cache the train photos mirrored left to right and "
+            "train on either at random (end to end training flips anyway)"
+        },
+    )
     warmup_ratio: float = 0.05
     lr_scheduler_type: str = field(
         default="cosine", metadata={"help": "any transformers get_scheduler name"}
@@ -201,6 +208,9 @@ def parse_args(argv=None) -> tuple[ModelArguments, CaptionTrainingArguments]:
     model_args, args = parser.parse_args_into_dataclasses(args=argv)
     if args.push_to_hub and not args.hub_model_id:
         raise UserError("--push_to_hub needs --hub_model_id")
+    if args.hflip_train and not model_args.freeze_encoder:
+        raise UserError("--hflip_train is for cached features (a frozen encoder); end to end "
+                        "training already flips its photos")  # fmt: skip
     # accelerate skips a tracker whose package is missing without a word: refuse it here
     supported = [t.value for t in LoggerType if t != LoggerType.ALL]
     available = [LoggerType(t).value for t in get_available_trackers()]
@@ -277,7 +287,12 @@ def make_loaders(processor, dataset, token_ids, features, args, frozen: bool = F
     input of its trained blocks) or images."""
     image_processor = processor.image_processor
     if features is not None:
-        rows = {s: CaptionRows(token_ids[s], features=features[s], frozen=frozen) for s in dataset}
+        rows = {
+            s: CaptionRows(
+                token_ids[s], features[s], frozen=frozen, flipped=features.get(f"{s}_hflip")
+            )
+            for s in dataset
+        }
     else:
         transforms = {"train": image_processor.train_transform()}
         rows = {
@@ -506,6 +521,7 @@ def main(argv=None) -> dict:
         features = cached_features(
             model, processor.image_processor, dataset, accelerator, pretrained,
             cache_dir=args.cache_dir, batch_size=args.per_device_eval_batch_size,
+            hflip_train=args.hflip_train,
         )  # fmt: skip
     frozen = bool(model.config.train_last_blocks)
     train_loader, val_loader, test_loader = make_loaders(

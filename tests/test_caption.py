@@ -546,6 +546,49 @@ def test_a_bf16_run_on_cpu_caches_features_of_its_own(trained, tiny_synthetic, t
     assert not torch.equal(bf16, fp32) and cosine.min() > 0.99
 
 
+def test_hflip_train_caches_the_mirrored_train_photos_and_draws_both(
+    trained, tiny_synthetic, tmp_path
+):
+    """--hflip_train: a fourth cache file, the train photos mirrored before the encoder, and the
+    train rows drawn from either copy; refused where there is no cache to augment."""
+    import shutil
+
+    import datasets
+    from safetensors.torch import load_file
+
+    import train_caption
+    from training.captions import CaptionRows
+
+    _, first_cache, _ = trained
+    cache = tmp_path / "cache"
+    shutil.copytree(first_cache, cache)
+    extra = ["--num_train_epochs", "1", "--hflip_train"]
+    results = train_caption.main(train_args(tiny_synthetic, tmp_path / "run", cache, *extra))
+    assert 0 <= results["bleu"] <= 100
+    (mirrored_file,) = cache.glob("train_hflip-*.safetensors")
+    assert len(list(cache.glob("*.safetensors"))) == 4
+    mirrored = load_file(mirrored_file)["features"].float()
+
+    model = ProductCaptionModel.from_pretrained(tmp_path / "run").eval()  # frozen: encoder as loaded
+    processor = ProductCaptionProcessor.from_pretrained(tmp_path / "run")
+    image = datasets.load_from_disk(str(tiny_synthetic))["train"][0]["image"]
+    pixels = processor.image_processor.eval_transform()(image)[None]
+    with torch.no_grad():
+        expected = model.frozen_features(pixels.flip(-1))[0]
+        unflipped = model.frozen_features(pixels)[0]
+    assert torch.allclose(mirrored[0], expected, atol=1e-2)
+    assert not torch.allclose(mirrored[0], unflipped, atol=1e-2)
+
+    features, flipped = torch.zeros(1, 2), torch.ones(1, 2)
+    rows = CaptionRows([[1, 2]], features, flipped=flipped)
+    torch.manual_seed(0)
+    drawn = {rows[0]["encoder_hidden_states"][0].item() for _ in range(50)}
+    assert drawn == {0.0, 1.0}
+    with pytest.raises(UserError, match="--hflip_train is for cached features"):
+        train_caption.parse_args(["--dataset", "x", "--output_dir", "y", "--hflip_train",
+                                  "--freeze_encoder", "false"])  # fmt: skip
+
+
 def test_training_the_last_encoder_block_from_its_cached_input(tiny_synthetic, tmp_path):
     """--train_last_blocks 1: the cache holds the block's input, the saved model has the loaded
     encoder with only its top changed, and retrieval compares the loaded encoder's features."""

@@ -37,15 +37,19 @@ class CaptionRows(Dataset):
     """Row i of a split: the model input (cached encoder features or an image tensor) and its tokens.
 
     Cached features are the model's `encoder_hidden_states` (B, 1 + N, D), or with `frozen=True` its
-    `frozen_features` (the input of encoder blocks that are trained)."""
+    `frozen_features` (the input of encoder blocks that are trained). With `flipped` (the same rows'
+    features of the mirrored photos) each row is drawn from one or the other at random."""
 
-    def __init__(self, token_ids, features=None, images=None, transform=None, frozen=False):
+    def __init__(
+        self, token_ids, features=None, images=None, transform=None, frozen=False, flipped=None
+    ):
         self.token_ids, self.features, self.images, self.transform = (
             token_ids,
             features,
             images,
             transform,
         )
+        self.flipped = flipped
         self.feature_key = "frozen_features" if frozen else "encoder_hidden_states"
 
     def __len__(self):
@@ -53,7 +57,8 @@ class CaptionRows(Dataset):
 
     def __getitem__(self, i):
         if self.features is not None:
-            inputs = {self.feature_key: self.features[i].float()}
+            mirrored = self.flipped is not None and torch.rand(()) < 0.5
+            inputs = {self.feature_key: (self.flipped if mirrored else self.features)[i].float()}
         else:
             inputs = {"pixel_values": self.transform(self.images[i]["image"])}  # (3, S, S)
         return {**inputs, "input_ids": self.token_ids[i], "index": i}
@@ -83,10 +88,16 @@ def make_collate(pad_token_id: int):
 
 
 def feature_cache_key(
-    model, image_processor, split: datasets.Dataset, pretrained, precision: str = "no"
+    model,
+    image_processor,
+    split: datasets.Dataset,
+    pretrained,
+    precision: str = "no",
+    hflip: bool = False,
 ) -> str:
-    """Everything the cached features depend on: encoder, its weights, the transform, the precision
-    it ran in and the data. Changing a field or the hashing makes every existing cache stale."""
+    """Everything the cached features depend on: encoder, its weights, the transform (`hflip`: the
+    photos mirrored), the precision it ran in and the data. Changing a field or the hashing makes
+    every existing cache stale."""
     weights = hashlib.sha256()
     for name, tensor in sorted(model.encoder.state_dict().items()):
         weights.update(name.encode())
@@ -102,16 +113,26 @@ def feature_cache_key(
         "dataset": split._fingerprint,
         "rows": len(split),
     }
+    if hflip:  # only then, so the caches written before this field keep their keys
+        key["hflip"] = True
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 @torch.no_grad()  # not inference_mode: the channels_last copies of trained layers must stay trainable
 def encode_split(
-    model, image_processor, split, batch_size, device, desc, autocast=contextlib.nullcontext
+    model,
+    image_processor,
+    split,
+    batch_size,
+    device,
+    desc,
+    autocast=contextlib.nullcontext,
+    hflip: bool = False,
 ) -> torch.Tensor:
-    """A split's float16 `model.frozen_features`, eval transform, no augmentation: (rows, 1 + N, D)
-    encoder features, or the input of the trained blocks with `train_last_blocks`;
-    `autocast` (a context factory, e.g. `accelerator.autocast`) sets the precision they run in."""
+    """A split's float16 `model.frozen_features`, eval transform (`hflip`: then mirrored left to
+    right): (rows, 1 + N, D) encoder features, or the input of the trained blocks with
+    `train_last_blocks`; `autocast` (a context factory, e.g. `accelerator.autocast`) sets the
+    precision they run in."""
     rows = CaptionRows(
         [[]] * len(split),
         images=split.select_columns(["image"]),
@@ -128,6 +149,8 @@ def encode_split(
     model.encoder.to(memory_format=torch.channels_last)
     chunks = []
     for pixels in tqdm(loader, desc=desc):
+        if hflip:
+            pixels = pixels.flip(-1)
         with autocast():
             frozen = model.frozen_features(pixels.to(device, memory_format=torch.channels_last))
         chunks.append(frozen.half().cpu())
@@ -151,17 +174,22 @@ def cached_features(
     cache_dir: str | Path | None = None,
     batch_size: int = 128,
     splits: Sequence[str] = SPLITS,
+    hflip_train: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Encoder features of each split, from the disk cache or computed once (on the main process).
 
-    `cache_dir` defaults to `$HF_HOME/product_caption_features`; `batch_size` is the encoding batch."""
+    `cache_dir` defaults to `$HF_HOME/product_caption_features`; `batch_size` is the encoding batch;
+    `hflip_train` adds `train_hflip`, the train photos mirrored (augmentation for cached features)."""
     cache_dir = Path(cache_dir or default_cache_dir())
     features = {}
-    for split in splits:
+    jobs = [(split, split, False) for split in splits]
+    if hflip_train:
+        jobs.append(("train_hflip", "train", True))
+    for name, split, hflip in jobs:
         key = feature_cache_key(
-            model, image_processor, dataset[split], pretrained, accelerator.mixed_precision
+            model, image_processor, dataset[split], pretrained, accelerator.mixed_precision, hflip
         )
-        path = cache_dir / f"{split}-{key}.safetensors"
+        path = cache_dir / f"{name}-{key}.safetensors"
         with accelerator.main_process_first():
             if not path.is_file():
                 if not accelerator.is_main_process:
@@ -172,16 +200,17 @@ def cached_features(
                     dataset[split],
                     batch_size,
                     accelerator.device,
-                    f"encoding {split}",
+                    f"encoding {name}",
                     accelerator.autocast,  # bf16 on a CPU with AVX-512 BF16: 2.4x (BENCHMARKS.md)
+                    hflip,
                 )
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(f".tmp{os.getpid()}")
                 save_file({"features": tensor.contiguous()}, tmp)
                 os.replace(tmp, path)  # a half-written cache file never has the final name
             else:
-                accelerator.print(f"{split}: encoder features from cache {path}")
-            features[split] = load_file(path)["features"]
+                accelerator.print(f"{name}: encoder features from cache {path}")
+            features[name] = load_file(path)["features"]
     return features
 
 
