@@ -34,7 +34,7 @@ def main(argv=None) -> int:
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(sub)
         if name in SOURCES:
-            cli.add_push_arguments(sub)
+            cli.add_finish_arguments(sub)
     args = parser.parse_args(argv)
     module = COMMANDS[args.command][0]
     try:

@@ -11,7 +11,13 @@ import json
 from pathlib import Path
 
 
-def add_push_arguments(parser) -> None:
+def add_finish_arguments(parser) -> None:
+    """The options of `finish`, the steps after every source's build."""
+    parser.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="analyse without drawing the figures (the numbers and the card summary stay)",
+    )
     parser.add_argument(
         "--push-to-hub",
         metavar="REPO_ID",
@@ -50,8 +56,10 @@ def finish(args, dataset) -> None:
     from .analyze import analyze, summary_lines
 
     print_report(args.output, dataset)
-    print(f"\nanalysis (plots and analysis.json in {Path(args.output) / 'analysis'}):")
-    print("\n".join(summary_lines(analyze(args.output, update_card=True))))
+    drawn = "" if args.no_plots else "plots and "
+    print(f"\nanalysis ({drawn}analysis.json in {Path(args.output) / 'analysis'}):")
+    analysis = analyze(args.output, update_card=True, plots=not args.no_plots)
+    print("\n".join(summary_lines(analysis)))
     if args.push_to_hub:
         from .hub import push_to_hub
 

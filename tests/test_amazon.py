@@ -29,7 +29,8 @@ from .conftest import REPO_ROOT
 from .image_server import ImageServer, Reply, generated_size, huge_png, product_jpeg
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "amazon_fashion_tiny.jsonl"
-FAST = ["--timeout", "0.5", "--retries", "2", "--backoff", "0.02", "--workers", "8"]
+# short network waits, and no figures: the analysis plots are test_analyze's
+FAST = ["--timeout", "0.5", "--retries", "2", "--backoff", "0.02", "--workers", "8", "--no-plots"]
 
 
 def local_path(url: str) -> str:

@@ -569,7 +569,9 @@ def test_hflip_train_caches_the_mirrored_train_photos_and_draws_both(
     assert len(list(cache.glob("*.safetensors"))) == 4
     mirrored = load_file(mirrored_file)["features"].float()
 
-    model = ProductCaptionModel.from_pretrained(tmp_path / "run").eval()  # frozen: encoder as loaded
+    model = ProductCaptionModel.from_pretrained(
+        tmp_path / "run"
+    ).eval()  # frozen: encoder as loaded
     processor = ProductCaptionProcessor.from_pretrained(tmp_path / "run")
     image = datasets.load_from_disk(str(tiny_synthetic))["train"][0]["image"]
     pixels = processor.image_processor.eval_transform()(image)[None]

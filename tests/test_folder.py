@@ -54,7 +54,9 @@ def small_folder(tmp_path):
 def test_small_folder_counts_every_drop(small_folder, tmp_path):
     output = tmp_path / "out"
     argv = ["folder", "--metadata", str(small_folder / "metadata.csv"), "--output", str(output)]
-    assert cli([*argv, "--max-side", "256"]) == 0
+    assert cli([*argv, "--max-side", "256", "--no-plots"]) == 0
+    assert (output / "analysis" / "analysis.json").is_file()
+    assert not list((output / "analysis").glob("*.png"))  # --no-plots
     report = json.loads((output / "build_report.json").read_text())
     assert report["dropped"] == {
         "duplicate_file": 1,
@@ -111,7 +113,7 @@ def test_real_fashion_products(shared_data, tmp_path):
     assert len(first) < 300  # the real data has such duplicates among its first 300 products
     output = tmp_path / "fashion"
     argv = ["folder", "--metadata", str(folder / "metadata.csv"), "--output", str(output)]
-    assert cli([*argv, "--max-products", "300"]) == 0
+    assert cli([*argv, "--max-products", "300", "--no-plots"]) == 0
     report = json.loads((output / "build_report.json").read_text())
     assert report["kept"]["total"] == len(first)
     assert report["dropped"] == {"duplicate_image": 300 - len(first)}
