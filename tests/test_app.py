@@ -190,9 +190,11 @@ def test_huge_image_is_refused_before_decoding(files, monkeypatch, models):
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     with pytest.raises(serving.InputError, match=r"\(144 megapixels\); the limit is 64"):
         reader.load_image(files["huge"])
-    # and a photo just under the limit passes the check (then decodes)
+    # the limit is inclusive: a photo of exactly max_pixels passes the check (then decodes)
     monkeypatch.undo()
-    assert reader.load_image(files["huge"], max_pixels=144 * 10**6).size == (384, 384)
+    with pytest.raises(serving.InputError, match=r"40 x 30 pixels"):
+        reader.load_image(files["rgba"], max_pixels=40 * 30 - 1)
+    assert reader.load_image(files["rgba"], max_pixels=40 * 30).size == (40, 30)
 
 
 # ---------------------------------------------------------------------------------------------------
