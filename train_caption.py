@@ -208,6 +208,10 @@ def parse_args(argv=None) -> tuple[ModelArguments, CaptionTrainingArguments]:
     model_args, args = parser.parse_args_into_dataclasses(args=argv)
     if args.push_to_hub and not args.hub_model_id:
         raise UserError("--push_to_hub needs --hub_model_id")
+    for name, least in (("num_train_epochs", 1), ("per_device_train_batch_size", 1),
+                        ("num_beams", 1), ("attention_plots", 0), ("early_stopping_patience", 0)):  # fmt: skip
+        if getattr(args, name) < least:
+            raise UserError(f"--{name} must be at least {least}, got {getattr(args, name)}")
     if args.hflip_train and not model_args.freeze_encoder:
         raise UserError("--hflip_train is for cached features (a frozen encoder); end to end "
                         "training already flips its photos")  # fmt: skip

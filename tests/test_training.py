@@ -223,5 +223,12 @@ def test_train_caption_arguments_keep_their_command_line():
     )  # fmt: skip
     with pytest.raises(UserError, match="--push_to_hub needs --hub_model_id"):
         train_caption.parse_args(["--dataset", "d", "--output_dir", "o", "--push_to_hub", "true"])
+    for flag, value in (
+        ("--attention_plots", "-1"),
+        ("--num_beams", "0"),
+        ("--num_train_epochs", "0"),
+    ):
+        with pytest.raises(UserError, match=f"{flag} must be at least"):
+            train_caption.parse_args(["--dataset", "d", "--output_dir", "o", flag, value])
     with pytest.raises(SystemExit):
         train_caption.parse_args(["--dataset", "d", "--output_dir", "o", "--mixed_precision", "x"])
