@@ -424,7 +424,7 @@ def train_loop(run, state: dict, args: CaptionTrainingArguments, log) -> bool:
                 "val_loss": val_loss,
                 "val_bleu": val_bleu,
                 "lr": run.scheduler.get_last_lr()[0],
-                "seconds": round(time.perf_counter() - started, 1),  # training + validation
+                "seconds": round(time.perf_counter() - started, 3),  # training + validation
             }
         )
         if val_bleu > state["best_bleu"]:
