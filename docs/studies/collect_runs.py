@@ -33,10 +33,11 @@ def collect(run: Path) -> dict:
 
 def row(record: dict) -> str:
     s, r = record["settings"], record["results"]
+    precision = (record.get("training_args") or {}).get("mixed_precision")
     return (
         f"| {record['run']} | {s['encoder_name'].removeprefix('tf_efficientnet_')} {s['image_size']} px "
         f"{'frozen' if not s.get('train_last_blocks') else 'last ' + str(s['train_last_blocks']) + ' trained'} "
-        f"| {(record.get('training_args') or {}).get('mixed_precision') or '-'} "
+        f"| {'fp32' if precision == 'no' else precision or '-'} "
         f"| {'attention' if s['attention'] else 'pooled'} | {s['context_dim'] or '-'} | {s['dropout']} "
         f"| {s['label_smoothing']} | {len(record['history'])} | **{r['best_val_bleu']:.2f}** "
         f"| {r['bleu']:.2f} | {r.get('retrieval_bleu', float('nan')):.2f} | {record['train_seconds'] / 60:.0f} |"
