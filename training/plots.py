@@ -37,11 +37,13 @@ def plot_curves(
     ylabel: str = "",
     title: str = "",
     hlines: Mapping[str, float] | None = None,
+    colors: Mapping[str, str] | None = None,
 ) -> Path:
     """One line per entry of `series` (legend label -> key), from logs such as Trainer's `log_history`.
 
     Each log is a dict; a log contributes a point to a line when it has both `x` and that line's key,
-    so train and evaluation logs can be mixed in one list. `hlines` draws labelled reference levels.
+    so train and evaluation logs can be mixed in one list. `hlines` draws labelled reference levels;
+    `colors` (legend label -> colour) groups lines, the rest take matplotlib's cycle.
     """
     log_history = list(log_history)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -49,7 +51,8 @@ def plot_curves(
         points = [(log[x], log[key]) for log in log_history if x in log and key in log]
         if points:
             xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, marker="o" if len(points) < 30 else None, markersize=3, label=label)
+            ax.plot(xs, ys, marker="o" if len(points) < 30 else None, markersize=3, label=label,
+                    color=(colors or {}).get(label))  # fmt: skip
     for label, value in (hlines or {}).items():
         ax.axhline(value, linestyle="--", color="grey", linewidth=1)
         ax.annotate(
