@@ -231,8 +231,10 @@ def train_step(contender, batch: dict, params: list, optimizer, precision: str) 
     optimizer.zero_grad()
 
 
-def fit(contender, data: Data, epochs, batch_size, lr, seed, precision) -> list[float]:
-    """The one training loop every decoder gets; seconds per epoch."""
+def fit(contender, data: Data, epochs, batch_size, lr, seed, precision,
+        label: str = "") -> list[float]:  # fmt: skip
+    """The one training loop every decoder gets; seconds per epoch (each also printed, so that a
+    run of hours shows its progress)."""
     from transformers import get_scheduler
 
     torch.manual_seed(seed)
@@ -243,12 +245,15 @@ def fit(contender, data: Data, epochs, batch_size, lr, seed, precision) -> list[
     scheduler = get_scheduler("cosine", optimizer, math.ceil(0.05 * total), total)
     contender.model.train()
     seconds = []
-    for _ in range(epochs):
+    for epoch in range(epochs):
         start = time.perf_counter()
         for batch in train:
             train_step(contender, batch, params, optimizer, precision)
             scheduler.step()
         seconds.append(time.perf_counter() - start)
+        print(
+            f"{label}epoch {epoch + 1}/{epochs}: {seconds[-1]:.0f} s", file=sys.stderr, flush=True
+        )
     contender.model.eval()
     return seconds
 
@@ -369,9 +374,8 @@ def train_one(job: dict, data: Data | None = None) -> dict:
     data = data if data is not None else _WORKER["data"]
     recipe, precision = job["recipe"], job["precision"]
     contender = build(job["name"], data, recipe)
-    seconds = fit(
-        contender, data, recipe["epochs"], recipe["batch_size"], job["lr"], job["seed"], precision
-    )
+    seconds = fit(contender, data, recipe["epochs"], recipe["batch_size"], job["lr"], job["seed"],
+                  precision, label=f"{folder.name}: ")  # fmt: skip
     result = {
         **{k: job[k] for k in ("name", "lr", "seed")},
         "epoch_seconds": seconds,
@@ -400,9 +404,13 @@ def train_all(jobs: list[dict], data: Data, source: tuple | None, processes: int
         return list(pool.map(train_one, jobs))
 
 
+DECODERS = ("ours_attention", "ours_pooled", "peer_gpt2")
+
+
 def measure(data: Data, recipe: dict, seeds, precision: str, peer_lrs, rows: int,
             runs_dir: Path, source: tuple | None = None, processes: int = 1,
-            rounds: int = 2, steps: int = 40, matmul_size: int = 2048) -> dict:  # fmt: skip
+            rounds: int = 2, steps: int = 40, matmul_size: int = 2048,
+            names=DECODERS) -> dict:  # fmt: skip
     from training.baselines import nearest_neighbour_captions
 
     pooled = {s: data.memory[s][:, 0] for s in ("train", "validation", "test")}
@@ -416,15 +424,21 @@ def measure(data: Data, recipe: dict, seeds, precision: str, peer_lrs, rows: int
         return {"name": name, "lr": lr, "seed": seed, "recipe": recipe, "precision": precision,
                 "runs_dir": str(runs_dir)}  # fmt: skip
 
-    lrs = {"ours_attention": recipe["learning_rate"], "ours_pooled": recipe["learning_rate"]}
-    # the peer's learning rates on the first seed first, so that its other seeds can follow
-    first = [job("peer_gpt2", lr, seeds[0]) for lr in peer_lrs]
+    lrs = {name: recipe["learning_rate"] for name in names if name != "peer_gpt2"}
+    peer = "peer_gpt2" in names
+    # the peer's learning rates on the first seed first, so that its other seeds can follow; with
+    # one rate given there is nothing to choose and every training goes into one pool
+    first = [job("peer_gpt2", lr, seeds[0]) for lr in peer_lrs] if peer else []
     first += [job(name, lr, seed) for name, lr in lrs.items() for seed in seeds]
+    if peer and len(peer_lrs) == 1:
+        first += [job("peer_gpt2", peer_lrs[0], s) for s in seeds[1:]]
     done = train_all(first, data, source, processes)
-    lr_search = {r["lr"]: r["validation_bleu_greedy"] for r in done[: len(peer_lrs)]}
-    lrs["peer_gpt2"] = max(lr_search, key=lr_search.get)  # chosen on validation (greedy)
-    done += train_all([job("peer_gpt2", lrs["peer_gpt2"], s) for s in seeds[1:]], data, source,
-                      processes)  # fmt: skip
+    lr_search = {r["lr"]: r["validation_bleu_greedy"] for r in done[: len(peer_lrs) * peer]}
+    if peer:
+        lrs["peer_gpt2"] = max(lr_search, key=lr_search.get)  # chosen on validation (greedy)
+    if peer and len(peer_lrs) > 1:
+        done += train_all([job("peer_gpt2", lrs["peer_gpt2"], s) for s in seeds[1:]], data,
+                          source, processes)  # fmt: skip
     runs = {(r["name"], r["lr"], r["seed"]): r for r in done}
 
     # timings on the trained decoders of the last seed, nothing else running
@@ -496,18 +510,19 @@ def table(result: dict) -> str:
         "",
         "| captions/s (threads, beams, batch) | "
         + " | ".join(decoders)
-        + " | attention / peer | pooled / peer |",
-        "|---|" + "---:|" * (len(decoders) + 2),
+        + "".join(f" | {n.removeprefix('ours_')} / peer" for n in decoders if n != "peer_gpt2")
+        + " |",
+        "|---|" + "---:|" * (2 * len(decoders) - 1),
     ]
+    ours = [n for n in decoders if n != "peer_gpt2"]
     for key in models[decoders[0]]["throughput"]:
-        rates = [models[n]["throughput"][key]["captions_per_s"] for n in decoders]
-        peer = models["peer_gpt2"]["throughput"][key]["captions_per_s"]
+        rate = {n: models[n]["throughput"][key]["captions_per_s"] for n in decoders}
         threads, beams, batch = (int(x) for x in re.findall(r"\d+", key))
         lines.append(
             f"| {threads}, {beams}, {batch} | "
-            + " | ".join(f"{v:.0f}" for v in rates)
-            + f" | {models['ours_attention']['throughput'][key]['captions_per_s'] / peer:.2f}x"
-            + f" | {models['ours_pooled']['throughput'][key]['captions_per_s'] / peer:.2f}x |"
+            + " | ".join(f"{v:.0f}" for v in rate.values())
+            + "".join(f" | {rate[n] / rate['peer_gpt2']:.2f}x" for n in ours)
+            + " |"
         )
     share = ", ".join(
         f"{n} {models[n]['fraction_of_matmul_peak_2threads_greedy_batch64']:.1%}" for n in decoders
@@ -558,6 +573,13 @@ def main() -> None:
     p.add_argument("--dataset", help="the catalogue dataset folder (make catalog builds it)")
     p.add_argument("--cache_dir", default=None, help="the feature cache train_caption.py uses")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument(
+        "--models",
+        nargs="+",
+        choices=DECODERS,
+        default=list(DECODERS),
+        help="the decoders to train and time (the peer is always one of them); retrieval always",
+    )
     p.add_argument("--mixed_precision", default="no", choices=["no", "bf16"])
     p.add_argument("--peer_learning_rates", type=float, nargs="+", default=[5e-4, 1e-3, 2e-3])
     p.add_argument("--epochs", type=int, default=RECIPE["epochs"], help="every model's budget")
@@ -582,6 +604,8 @@ def main() -> None:
     )
     p.add_argument("--output", type=Path, default=None, help="write the JSON here too")
     args = p.parse_args()
+    if "peer_gpt2" not in args.models:
+        p.error("--models must include peer_gpt2: the tables compare against it")
     if args.quick:
         result = run(quick=True)
     elif not args.dataset:
@@ -600,7 +624,8 @@ def main() -> None:
             "mixed_precision": args.mixed_precision,
             "command": " ".join(sys.argv),
             **measure(data, recipe, args.seeds, args.mixed_precision, args.peer_learning_rates,
-                      args.timing_rows, runs_dir, source, args.processes, args.timing_rounds),
+                      args.timing_rows, runs_dir, source, args.processes, args.timing_rounds,
+                      names=args.models),
         }  # fmt: skip
     text = json.dumps(result, indent=2)
     print(text)

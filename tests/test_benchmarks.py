@@ -71,6 +71,23 @@ def test_peer_benchmark_quick_mode_trains_and_times_all_three():
     assert "skipped" in bench_peers.run(quick=False)  # the full run only when asked by name
 
 
+@pytest.mark.slow
+def test_peer_benchmark_runs_a_subset_of_the_decoders(tmp_path):
+    from benchmarks import bench_peers
+
+    result = bench_peers.measure(
+        bench_peers.quick_data(tmp_path), bench_peers.QUICK, seeds=[0], precision="no",
+        peer_lrs=[5e-3], rows=2, runs_dir=tmp_path / "runs", rounds=1, steps=1, matmul_size=64,
+        names=("ours_pooled", "peer_gpt2"),
+    )  # fmt: skip
+    assert set(result["models"]) == {"ours_pooled", "peer_gpt2", "retrieval"}
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "ours_pooled_lr0.005_seed0", "peer_gpt2_lr0.005_seed0"
+    ]  # fmt: skip
+    text = bench_peers.table(result)
+    assert "| pooled / peer |" in text and "attention" not in text
+
+
 def test_peer_benchmark_reuses_a_finished_training(tmp_path):
     from benchmarks import bench_peers
 
