@@ -44,7 +44,7 @@ from modeling.backbone import parse_pretrained
 from training import plots
 from training.checkpoints import guard_output_dir
 from training.data import SPLITS, load_splits, rated
-from training.precision import mixed_precision
+from training.precision import cuda_available, mixed_precision
 from training.script import UserError, command_line, first_line, run_script
 from training.trackers import resolve_trackers
 
@@ -152,6 +152,8 @@ def parse_args(argv=None):
     asked, _ = parser.parse_known_args(argv)
     precision = mixed_precision("bf16" if asked.bf16 else None, environ={})
     parser.set_defaults(fp16=precision == "fp16")
+    if asked.bf16 and not cuda_available():  # bf16 on the CPU: TrainingArguments wants it said
+        parser.set_defaults(use_cpu=True)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     # Trainer would fail on a missing tracker package only once the data and the model are ready
     training_args.report_to = resolve_trackers(

@@ -124,6 +124,18 @@ def test_train_rating_bf16_on_cuda_is_not_also_fp16(monkeypatch, tmp_path):
     assert training_args.bf16 and not training_args.fp16
 
 
+def test_train_rating_bf16_without_cuda_runs_on_the_cpu(monkeypatch, tmp_path):
+    """TrainingArguments refused bf16 without a GPU unless use_cpu was given ("Your setup doesn't
+    support bf16/gpu")."""
+    monkeypatch.setattr(precision, "cuda_available", lambda: False)
+    monkeypatch.setattr(train_rating, "cuda_available", lambda: False)
+    argv = ["--dataset", "d", "--output_dir", str(tmp_path), "--bf16", "true"]
+    _, _, training_args = train_rating.parse_args(argv)
+    assert training_args.bf16 and training_args.use_cpu and not training_args.fp16
+    _, _, fp32_args = train_rating.parse_args(argv[:-2])
+    assert not fp32_args.bf16 and not fp32_args.use_cpu  # the default device stays Trainer's
+
+
 # --- channels_last (b) ------------------------------------------------------------------------------
 
 
