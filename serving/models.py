@@ -39,13 +39,15 @@ class ModelError(RuntimeError):
 
 
 class ServedModel:
-    """A model (folder or Hub id) and its processor, loaded once, the model in eval mode."""
+    """A model (folder or Hub id) and its processor, loaded once, the model in eval mode; `bf16`: it
+    runs under bf16 autocast (faster on CPUs with AVX-512 BF16 or AMX and on GPUs, BENCHMARKS.md)."""
 
     task: str
     processor_class: type
 
-    def __init__(self, source: str):
+    def __init__(self, source: str, bf16: bool = False):
         self.source = str(source)
+        self.bf16 = bf16
         self.model = _load(AutoModel, self.source, self.task).eval().to(DEVICE)
         self.processor = _load(self.processor_class, self.source, self.task)
         self.image_processor = getattr(self.processor, "image_processor", self.processor)
@@ -54,6 +56,9 @@ class ServedModel:
                 f"{self.source} was saved by an older version of this project (its image processor "
                 "has no load_image): save it again with the current code"
             )
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def load_image(
         self, source: str | io.BytesIO, name: str | None = None, max_pixels: int = MAX_PIXELS
@@ -73,7 +78,8 @@ class RatingModel(ServedModel):
     @torch.inference_mode()
     def __call__(self, images: list[Image.Image]) -> list[float]:
         pixel_values = self.processor(images)["pixel_values"].to(DEVICE)  # (B, 3, S, S)
-        return self.model(pixel_values=pixel_values).predictions.tolist()  # (B,)
+        with self.autocast():
+            return self.model(pixel_values=pixel_values).predictions.tolist()  # (B,)
 
 
 class CaptionModel(ServedModel):
@@ -85,7 +91,8 @@ class CaptionModel(ServedModel):
     @torch.inference_mode()
     def __call__(self, images: list[Image.Image], num_beams: int = 3) -> list[str]:
         pixel_values = self.processor(images=images)["pixel_values"].to(DEVICE)  # (B, 3, S, S)
-        ids = self.model.generate(pixel_values=pixel_values, num_beams=num_beams)  # (B, 1 + L)
+        with self.autocast():
+            ids = self.model.generate(pixel_values=pixel_values, num_beams=num_beams)  # (B, 1 + L)
         return self.processor.batch_decode(ids, skip_special_tokens=True)
 
 
@@ -113,8 +120,8 @@ def _load(auto_class, source: str, task: str):
         raise ModelError(f"could not load the {task} model {source}: {reason}") from None
 
 
-def load_model(task: str, source: str | Path) -> RatingModel | CaptionModel:
-    return MODEL_CLASSES[task](str(source))
+def load_model(task: str, source: str | Path, bf16: bool = False) -> RatingModel | CaptionModel:
+    return MODEL_CLASSES[task](str(source), bf16=bf16)
 
 
 def resolve_model(task: str, flag: str | None = None) -> str | None:
@@ -139,10 +146,12 @@ def missing_model_hint(task: str) -> str:
 
 class ModelCache:
     """Models for the Compare tab, loaded on demand and kept by (task, source). The served models are
-    always there; of the others, the `capacity` most recently used are kept."""
+    always there; of the others, the `capacity` most recently used are kept, in the served ones'
+    precision."""
 
     def __init__(self, served: Iterable[RatingModel | CaptionModel], capacity: int = 4):
         self.served = {(m.task, m.source): m for m in served}
+        self.bf16 = any(m.bf16 for m in self.served.values())
         self.capacity = capacity
         self._loaded: OrderedDict[tuple[str, str], RatingModel | CaptionModel] = OrderedDict()
         self._lock = threading.Lock()  # one load at a time; a model is loaded once
@@ -160,7 +169,7 @@ class ModelCache:
                     f"{source}: this Space compares only local folders and the models it serves "
                     "(loading a Hub id would run that repository's code)"
                 )
-            model = load_model(task, source)
+            model = load_model(task, source, bf16=self.bf16)
             self._loaded[key] = model
             while len(self._loaded) > self.capacity:
                 self._loaded.popitem(last=False)

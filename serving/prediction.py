@@ -56,9 +56,10 @@ def predict(
     if caption_model is not None:
         tick = time.perf_counter()
         if caption_model.model.config.attention:  # the same caption, and where it looked per word
-            caption, words, weights = caption_attention(
-                caption_model.model, caption_model.processor, picture, num_beams
-            )
+            with caption_model.autocast():
+                caption, words, weights = caption_attention(
+                    caption_model.model, caption_model.processor, picture, num_beams
+                )
             attention = {"photo": picture, "words": words, "weights": weights,
                          "side": caption_model.image_processor.image_size}  # fmt: skip
         else:

@@ -304,6 +304,30 @@ def test_compare_models_are_loaded_once_and_kept(models, model_dirs, monkeypatch
         cache.get("rating", "someone/some-model")
 
 
+def test_bf16_models_run_in_bf16_and_agree_with_fp32(models, model_dirs):
+    """`app.py --bf16`: every model's layers run in bf16 (the attention path too), the rating stays
+    close to fp32's, and models loaded for comparison follow the served ones' precision."""
+    rating32, _ = models
+    rating16, caption16 = (
+        serving.load_model(t, model_dirs[t], bf16=True) for t in serving.models.TASKS
+    )
+    assert caption16.model.config.attention  # serving.predict then takes caption_attention's path
+    dtypes = {"rating": set(), "caption": set()}
+    for task, served in (("rating", rating16), ("caption", caption16)):
+        for layer in served.model.modules():
+            if isinstance(layer, torch.nn.Linear | torch.nn.Conv2d):
+                layer.register_forward_hook(lambda m, i, out, t=task: dtypes[t].add(out.dtype))
+    photo = serving.EXAMPLES[0]
+    result = serving.predict(photo, rating16, caption16, num_beams=2)
+    assert dtypes == {"rating": {torch.bfloat16}, "caption": {torch.bfloat16}}
+    assert isinstance(result["caption"], str) and result["attention"] is not None
+    fp32 = serving.predict(photo, rating32, None)["rating"]
+    assert result["rating"] == pytest.approx(fp32, abs=0.05) and isinstance(result["rating"], float)
+    cache = serving.ModelCache([rating16])
+    assert cache.get("caption", str(model_dirs["caption"])).bf16
+    assert not serving.ModelCache([rating32]).get("caption", str(model_dirs["caption"])).bf16
+
+
 def test_model_info_shows_card_metrics_and_plots(models):
     rating_info = serving.render.model_info(models[0])
     assert rating_info["card"].startswith("# tiny rating") and "license" not in rating_info["card"]
