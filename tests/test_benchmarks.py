@@ -46,7 +46,8 @@ def test_bf16_benchmark_measures_both_precisions_side_by_side():
 
     result = bench_bf16.run(quick=True)
     assert set(result["bf16_over_fp32"]) == {
-        "matmul", "feature_extraction", "decoder_train_step", "greedy_generation"
+        "matmul", "feature_extraction", "feature_extraction_vit_small", "decoder_train_step",
+        "greedy_generation", "rating_train_step", "app_single_photo",
     }  # fmt: skip
     assert all(ratio > 0 for ratio in result["bf16_over_fp32"].values())
     assert result["feature_extraction_lite0_128px"]["min_cosine_bf16_vs_fp32"] > 0.98
