@@ -268,8 +268,16 @@ def captions(contender, data: Data, split, num_beams, precision, batch_size=128)
     return out
 
 
+def generated_tokens(ids: torch.Tensor, eos: int) -> int:
+    """Tokens generated up to each caption's first EOS, EOS included: transformers' beam search fills
+    a finished row with EOS, ours with padding."""
+    new = ids[:, 1:] == eos
+    ends = torch.where(new.any(1), new.int().argmax(1) + 1, new.shape[1])
+    return int(ends.sum())
+
+
 @torch.no_grad()
-def throughput(contenders: dict, memory, precision, rows: int, pad: int, rounds: int) -> dict:
+def throughput(contenders: dict, memory, precision, rows: int, eos: int, rounds: int) -> dict:
     """Captions/s and generated tokens/s, batch 64 and 1, greedy and beam 3, 1 and 2 threads; the
     contenders alternate within each setting and each keeps its best round."""
     threads = torch.get_num_threads()
@@ -288,7 +296,7 @@ def throughput(contenders: dict, memory, precision, rows: int, pad: int, rounds:
                             start, tokens = time.perf_counter(), 0
                             for chunk in chunks:
                                 ids = contender.generate(chunk, beams, 31)
-                                tokens += int((ids[:, 1:] != pad).sum())
+                                tokens += generated_tokens(ids, eos)
                         seconds = time.perf_counter() - start
                         best = out[name].get(key, {"captions_per_s": 0.0})
                         if n / seconds > best["captions_per_s"]:
@@ -449,7 +457,7 @@ def measure(data: Data, recipe: dict, seeds, precision: str, peer_lrs, rows: int
         trained[name].model.load_state_dict(torch.load(folder / "model.pt"))
         trained[name].model.eval()
     speed = throughput(
-        trained, data.memory["test"], precision, rows, data.tokenizer.pad_token_id, rounds
+        trained, data.memory["test"], precision, rows, data.tokenizer.eos_token_id, rounds
     )
     step = train_step_seconds(lrs, data, recipe, precision, steps, rounds)
     steps_per_epoch = math.ceil(len(data.token_ids["train"]) / recipe["batch_size"])

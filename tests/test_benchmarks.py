@@ -89,6 +89,15 @@ def test_peer_benchmark_runs_a_subset_of_the_decoders(tmp_path):
     assert "| pooled / peer |" in text and "attention" not in text
 
 
+def test_generated_tokens_stop_at_the_first_eos_whatever_fills_the_row():
+    from benchmarks.bench_peers import generated_tokens
+
+    bos, eos, pad = 1, 2, 0
+    ours = torch.tensor([[bos, 5, 6, eos, pad, pad], [bos, 5, 6, 7, 8, 9]])  # ended; cut at max
+    peer = torch.tensor([[bos, 5, 6, eos, eos, eos], [bos, 5, eos, eos, eos, eos]])  # beam search
+    assert generated_tokens(ours, eos) == 3 + 5 and generated_tokens(peer, eos) == 3 + 2
+
+
 def test_peer_benchmark_reuses_a_finished_training(tmp_path):
     from benchmarks import bench_peers
 
