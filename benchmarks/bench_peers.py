@@ -372,6 +372,14 @@ def run_folder(runs_dir, name: str, lr: float, seed: int) -> Path:
     return Path(runs_dir) / f"{name}_lr{lr:g}_seed{seed}"
 
 
+def load_trained(name: str, data: Data, recipe: dict, folder: Path):
+    """The decoder `train_one` saved in `folder`, in eval mode."""
+    contender = build(name, data, recipe)
+    contender.model.load_state_dict(torch.load(folder / "model.pt"))
+    contender.model.eval()
+    return contender
+
+
 def train_one(job: dict, data: Data | None = None) -> dict:
     """One (contender, learning rate, seed) training: validation BLEU (greedy), test BLEU (beam 3)
     and the trained decoder, in `runs_dir/<name>_lr<lr>_seed<seed>/`. A finished folder is reused;
@@ -433,29 +441,23 @@ def measure(data: Data, recipe: dict, seeds, precision: str, peer_lrs, rows: int
                 "runs_dir": str(runs_dir)}  # fmt: skip
 
     lrs = {name: recipe["learning_rate"] for name in names if name != "peer_gpt2"}
-    peer = "peer_gpt2" in names
-    # the peer's learning rates on the first seed first, so that its other seeds can follow; with
-    # one rate given there is nothing to choose and every training goes into one pool
-    first = [job("peer_gpt2", lr, seeds[0]) for lr in peer_lrs] if peer else []
+    # the peer (always trained) first: its learning rates on the first seed, so that its other
+    # seeds can follow; with one rate there is nothing to choose and every training is one pool
+    first = [job("peer_gpt2", lr, seeds[0]) for lr in peer_lrs]
     first += [job(name, lr, seed) for name, lr in lrs.items() for seed in seeds]
-    if peer and len(peer_lrs) == 1:
+    if len(peer_lrs) == 1:
         first += [job("peer_gpt2", peer_lrs[0], s) for s in seeds[1:]]
     done = train_all(first, data, source, processes)
-    lr_search = {r["lr"]: r["validation_bleu_greedy"] for r in done[: len(peer_lrs) * peer]}
-    if peer:
-        lrs["peer_gpt2"] = max(lr_search, key=lr_search.get)  # chosen on validation (greedy)
-    if peer and len(peer_lrs) > 1:
+    lr_search = {r["lr"]: r["validation_bleu_greedy"] for r in done[: len(peer_lrs)]}
+    lrs["peer_gpt2"] = max(lr_search, key=lr_search.get)  # chosen on validation (greedy)
+    if len(peer_lrs) > 1:
         done += train_all([job("peer_gpt2", lrs["peer_gpt2"], s) for s in seeds[1:]], data,
                           source, processes)  # fmt: skip
     runs = {(r["name"], r["lr"], r["seed"]): r for r in done}
 
     # timings on the trained decoders of the last seed, nothing else running
-    trained = {}
-    for name, lr in lrs.items():
-        trained[name] = build(name, data, recipe)
-        folder = run_folder(runs_dir, name, lr, seeds[-1])
-        trained[name].model.load_state_dict(torch.load(folder / "model.pt"))
-        trained[name].model.eval()
+    trained = {name: load_trained(name, data, recipe, run_folder(runs_dir, name, lr, seeds[-1]))
+               for name, lr in lrs.items()}  # fmt: skip
     speed = throughput(
         trained, data.memory["test"], precision, rows, data.tokenizer.eos_token_id, rounds
     )

@@ -22,13 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks import bench_peers  # noqa: E402
 
 
-def load(folder: Path, data, recipe):
-    contender = bench_peers.build(folder.name.split("_lr")[0], data, recipe)
-    contender.model.load_state_dict(torch.load(folder / "model.pt"))
-    contender.model.eval()
-    return contender
-
-
 def scores(contender, data, precision: str) -> dict:
     out = {}
     for split in ("validation", "test"):
@@ -65,7 +58,7 @@ def main() -> None:
     data = bench_peers.load_data(args.dataset, args.cache_dir, recipe, precision)
     result = {}
     for folder in sorted(f for f in args.runs.iterdir() if (f / "model.pt").exists()):
-        contender = load(folder, data, recipe)
+        contender = bench_peers.load_trained(folder.name.split("_lr")[0], data, recipe, folder)
         result[folder.name] = {
             **scores(contender, data, precision),
             "same_test_captions_beam3_batched_as_alone_of_64": same_batched_as_alone(
