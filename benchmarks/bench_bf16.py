@@ -75,6 +75,22 @@ def bench_matmul(rounds: int, n: int = 2048, precisions=("fp32", "bf16")) -> dic
     return {k: {"gflops": flops / s / 1e9} for k, s in best.items()}
 
 
+def training_steps(model, optimizer, inputs: dict) -> dict:
+    """One training step (forward, backward, optimizer) on `inputs`, in fp32 and in bf16."""
+
+    def step(bf16):
+        def fn():
+            with autocast(bf16):
+                loss = model(**inputs).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+        return fn
+
+    return {"fp32": step(False), "bf16": step(True)}
+
+
 def bench_features(rounds: int, batch: int, encoder="tf_efficientnet_lite0", size=128) -> dict:
     config = ProductCaptionConfig(encoder_name=encoder, image_size=size)
     model = ProductCaptionModel(config).eval()
@@ -110,16 +126,6 @@ def bench_decoder(rounds: int, batch: int, vocab: int = 3600, length: int = 12) 
     ids = torch.randint(4, vocab, (batch, length))
     ids[:, 0] = config.bos_token_id
 
-    def step(bf16):
-        def fn():
-            with autocast(bf16):
-                loss = model(encoder_hidden_states=memory, input_ids=ids, labels=ids).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-
-        return fn
-
     def generate(bf16):
         def fn():
             with torch.no_grad(), autocast(bf16):
@@ -127,7 +133,8 @@ def bench_decoder(rounds: int, batch: int, vocab: int = 3600, length: int = 12) 
 
         return fn
 
-    train = alternate({"fp32": step(False), "bf16": step(True)}, rounds)
+    inputs = {"encoder_hidden_states": memory, "input_ids": ids, "labels": ids}
+    train = alternate(training_steps(model, optimizer, inputs), rounds)
     model.eval()
     gen = alternate({"fp32": generate(False), "bf16": generate(True)}, rounds)
     return {
@@ -142,19 +149,11 @@ def bench_rating_step(rounds: int, batch: int, size: int) -> dict:
     torch.manual_seed(0)
     model = ProductRatingModel(ProductRatingConfig(backbone="resnet50", image_size=size)).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    pixels, labels = torch.randn(batch, 3, size, size), torch.rand(batch) * 4 + 1
-
-    def step(bf16):
-        def fn():
-            with autocast(bf16):
-                loss = model(pixel_values=pixels, labels=labels).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-
-        return fn
-
-    best = alternate({"fp32": step(False), "bf16": step(True)}, rounds)
+    inputs = {
+        "pixel_values": torch.randn(batch, 3, size, size),
+        "labels": torch.rand(batch) * 4 + 1,
+    }
+    best = alternate(training_steps(model, optimizer, inputs), rounds)
     return {k: {"images_per_s": batch / s} for k, s in best.items()}
 
 
@@ -182,10 +181,8 @@ def bench_cache_path(dataset_path, rounds: int, rows: int, encoder: str, size: i
                      batch: int = 128) -> dict:  # fmt: skip
     """Images/s of `encode_split` (decode, resize, encode, one process) in fp32 and bf16, and of its
     loader alone (decode and resize)."""
-    from torch.utils.data import DataLoader
-
     from modeling import ProductImageProcessor
-    from training.captions import CaptionRows, encode_split, load_caption_dataset
+    from training.captions import encode_split, image_batches, load_caption_dataset
 
     split = load_caption_dataset(dataset_path, ["train"])[0]["train"].select(range(rows))
     model = ProductCaptionModel(ProductCaptionConfig(encoder_name=encoder, image_size=size))
@@ -197,9 +194,7 @@ def bench_cache_path(dataset_path, rounds: int, rows: int, encoder: str, size: i
         )
 
     def decode():
-        photos = CaptionRows([[]] * len(split), images=split.select_columns(["image"]),
-                             transform=processor.eval_transform())  # fmt: skip
-        for _ in DataLoader(photos, batch_size=batch, collate_fn=lambda r: r):
+        for _ in image_batches(split, processor, batch):
             pass
 
     best = alternate({"fp32": fill(False), "bf16": fill(True), "decode_and_resize": decode}, rounds)

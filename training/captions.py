@@ -119,6 +119,20 @@ def feature_cache_key(
 
 
 @torch.no_grad()  # not inference_mode: the channels_last copies of trained layers must stay trainable
+def image_batches(split, image_processor, batch_size: int) -> DataLoader:
+    """A split's photos, decoded and resized in this process (eval transform): (B, 3, S, S) batches."""
+    rows = CaptionRows(
+        [[]] * len(split),
+        images=split.select_columns(["image"]),
+        transform=image_processor.eval_transform(),
+    )
+    return DataLoader(
+        rows,
+        batch_size=batch_size,
+        collate_fn=lambda r: torch.stack([x["pixel_values"] for x in r]),
+    )
+
+
 def encode_split(
     model,
     image_processor,
@@ -133,16 +147,7 @@ def encode_split(
     right): (rows, 1 + N, D) encoder features, or the input of the trained blocks with
     `train_last_blocks`; `autocast` (a context factory, e.g. `accelerator.autocast`) sets the
     precision they run in."""
-    rows = CaptionRows(
-        [[]] * len(split),
-        images=split.select_columns(["image"]),
-        transform=image_processor.eval_transform(),
-    )
-    loader = DataLoader(
-        rows,
-        batch_size=batch_size,
-        collate_fn=lambda r: torch.stack([x["pixel_values"] for x in r]),
-    )
+    loader = image_batches(split, image_processor, batch_size)
     model.eval()
     # channels_last: oneDNN's convolutions, depthwise ones above all, run faster in that layout;
     # a ViT only sees it in its patch embedding
