@@ -100,12 +100,16 @@ def evaluate_caption(model_dir: str, dataset: datasets.DatasetDict, split: str, 
         collate_fn=make_collate(processor.tokenizer.pad_token_id),
     )
     predictions = generate_captions(
-        model, loader, None, processor, args.num_beams, args.length_penalty, f"captioning {split}"
-    )
+        model, loader, None, processor, f"captioning {split}",
+        num_beams=args.num_beams, length_penalty=args.length_penalty,
+    )  # fmt: skip
     results = load_metric("caption").compute(predictions=predictions, references=references)
     if "train" in dataset and "caption" in dataset["train"].column_names:
         results.update(constant_caption_baseline(dataset["train"]["caption"], references))
-    results.update(num_beams=args.num_beams, length_penalty=args.length_penalty)
+    guard = model.generation_config.no_repeat_ngram_size or 0  # from generation_config.json
+    results.update(
+        num_beams=args.num_beams, length_penalty=args.length_penalty, no_repeat_ngram_size=guard
+    )
     return results
 
 

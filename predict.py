@@ -393,11 +393,27 @@ def predict_pixels(models: dict[str, Loaded], pixels: dict, num_beams: int, devi
         m = models["caption"]
         x = m.image_processor.normalize(pixels["caption"].to(device))
         generated = m.model.generate(
-            pixel_values=x, num_beams=num_beams, return_dict_in_generate=True
+            pixel_values=x, num_beams=num_beams, output_scores=True, return_dict_in_generate=True
         )
         out["caption"] = m.processor.batch_decode(generated.sequences, skip_special_tokens=True)
-        out["caption_score"] = generated.sequences_scores.float().tolist()  # (B,)
+        out["caption_score"] = caption_scores(m.model, generated).tolist()  # (B,)
     return out
+
+
+def caption_scores(model, generated) -> torch.Tensor:
+    """Each caption's mean log-probability per generated token, EOS included: beam search's own
+    `sequences_scores` (at length_penalty 1), or the same from greedy search's per-step scores."""
+    if getattr(generated, "sequences_scores", None) is not None:
+        return generated.sequences_scores.float()
+    log_probs = model.compute_transition_scores(
+        generated.sequences, generated.scores, normalize_logits=True
+    ).float()  # (B, L)
+    tokens = generated.sequences[:, 1:]
+    ended_before = (tokens == model.config.eos_token_id).long().cumsum(dim=1) - (
+        tokens == model.config.eos_token_id
+    ).long()
+    counted = ended_before == 0  # up to and including the first EOS
+    return (log_probs * counted).sum(dim=1) / counted.sum(dim=1).clamp(min=1)
 
 
 def batch_rows(batch: dict, inputs: Inputs, predictions: dict) -> list[dict]:

@@ -66,7 +66,7 @@ def write_dataset_card(
         configs=[
             {
                 "config_name": "default",
-                "data_files": [{"split": name, "path": f"{name}/*.arrow"} for name in SPLITS],
+                "data_files": [{"split": name, "path": f"{name}/data-*.arrow"} for name in SPLITS],
             }
         ],
         dataset_info=_dataset_info(dataset),

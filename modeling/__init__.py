@@ -6,7 +6,13 @@ Importing this package registers the models with the Auto classes, so `AutoConfi
 with `trust_remote_code=True` where this package is not installed.
 """
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForImageTextToText,
+)
 
 from .configuration_caption import ProductCaptionConfig
 from .configuration_rating import ProductRatingConfig
@@ -24,6 +30,7 @@ ProductRatingConfig.register_for_auto_class()
 ProductRatingModel.register_for_auto_class("AutoModel")
 AutoConfig.register(ProductRatingConfig.model_type, ProductRatingConfig)
 AutoModel.register(ProductRatingConfig, ProductRatingModel)
+AutoModelForImageClassification.register(ProductRatingConfig, ProductRatingModel)
 AutoImageProcessor.register(
     ProductRatingConfig, image_processor_classes={"torchvision": ProductImageProcessor}
 )
@@ -34,6 +41,7 @@ ProductCaptionModel.register_for_auto_class("AutoModel")
 ProductCaptionProcessor.register_for_auto_class("AutoProcessor")
 AutoConfig.register(ProductCaptionConfig.model_type, ProductCaptionConfig)
 AutoModel.register(ProductCaptionConfig, ProductCaptionModel)
+AutoModelForImageTextToText.register(ProductCaptionConfig, ProductCaptionModel)
 
 __all__ = [
     "ProductCaptionConfig",

@@ -45,6 +45,9 @@ class ProductRatingConfig(PreTrainedConfig):
             (`modeling.backbone.load_backbone_weights`); None for a random init. Recorded for the model
             card, never read to build the model.
 
+    As a transformers regression model it has `num_labels=1`, `problem_type="regression"` and
+    `id2label={0: "rating"}`.
+
     Example:
 
     ```python
@@ -54,6 +57,8 @@ class ProductRatingConfig(PreTrainedConfig):
     """
 
     model_type = "product_rating"
+    # `logits` repeats `predictions` (B, 1) for transformers' pipelines; Trainer need not gather both
+    keys_to_ignore_at_inference = ["logits"]
 
     backbone: str = "resnet50"
     freeze_backbone: bool = False
@@ -85,4 +90,9 @@ class ProductRatingConfig(PreTrainedConfig):
             raise ValueError("image_size must be positive and head_hidden_size non-negative")
         for name in _FLOAT_FIELDS:
             setattr(self, name, float(getattr(self, name)))  # so 1 and 1.0 save the same
+        # a regression model as transformers describes one: one output, named; the
+        # image-classification pipeline then reports it as {"label": "rating", "score": 4.2}
+        self.problem_type = self.problem_type or "regression"
+        if self.id2label is None:
+            self.id2label, self.label2id = {0: "rating"}, {"rating": 0}
         super().__post_init__(**kwargs)

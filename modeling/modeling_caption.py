@@ -15,14 +15,13 @@ With `config.train_last_blocks` the top of the encoder is trained too: `encode()
 `frozen_features()` (cached) followed by `memory_from_frozen()` (trained), and the cache comes back as
 `frozen_features`.
 
-`generate()` is this model's own batched greedy / beam search, not transformers' `GenerationMixin`.
-The mixin could carry the LSTM state from step to step (RWKV and Mamba carry theirs through it); it
-would do more work at every step. It copies the encoder outputs once per beam, where here each
-image's tokens and their attention projection are computed once and broadcast over its beams
-(`AdditiveAttention`); and its greedy search keeps every finished row in the batch until the last
-caption ends, where here finished rows leave it. `PreTrainedModel` no longer inherits
-`GenerationMixin` and this class does not define `prepare_inputs_for_generation`, so
-`can_generate()` is False and transformers attaches no generation config or warnings to it.
+`generate()` is transformers' `GenerationMixin`: a `GenerationConfig` (the model's
+`generation_config.json`, then the call's arguments) picks greedy, beam search or sampling and any
+logits processor, stopping criterion or streamer. The decoder is recurrent, so what it carries from
+one word to the next is not a key/value cache but `CaptionCache`: the LSTM state and the image's
+context, reordered with the beams (as transformers carries RWKV's and Mamba's states). `generate()`
+encodes the photos once before the mixin's loop; an optional text prompt (`input_ids` starting with
+BOS) is continued.
 """
 
 from __future__ import annotations
@@ -32,33 +31,39 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import GenerationConfig, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .backbone import create_sized_backbone, load_backbone_weights
 from .configuration_caption import ProductCaptionConfig
-from .pipelines import custom_pipelines
+from .pipelines import custom_pipelines, task_auto_map
+
+
+class CaptionCache:
+    """What the decoder carries from one word to the next, one row per sequence: the image's context
+    (`CaptionDecoder.start`: pooled feature, tokens, their attention projection, the energy buffer)
+    and the LSTM state, a (h, c) pair per layer."""
+
+    def __init__(self, context: tuple, state: list[tuple[torch.Tensor, torch.Tensor]]):
+        self.context, self.state = context, state
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        # Beam search only moves states between the beams of one image, and those rows of the
+        # context are copies of the same image: only the state needs reordering.
+        self.state = [(h[beam_idx], c[beam_idx]) for h, c in self.state]
 
 
 @dataclass
 class ProductCaptionOutput(ModelOutput):
     """`loss`: mean cross-entropy over non-pad target tokens; `logits`: (B, T, vocab_size), where
-    position t predicts token t + 1 of `input_ids`."""
+    position t predicts token t + 1 of `input_ids`; `cache` (with `use_cache`): the decoder's state
+    after the last token, to continue from; `attentions` (with `output_attentions`, attention models
+    only): (B, T, N) each position's attention weights over the N spatial tokens, rows summing to 1."""
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
-
-
-@dataclass
-class ProductCaptionGenerateOutput(ModelOutput):
-    """`sequences`: (B, 1 + L) token ids starting with BOS, padded after EOS; `sequences_scores`: (B,)
-    sum of the log-probabilities of the generated tokens (EOS included) / length ** length_penalty;
-    `attentions` (with `output_attentions`, attention models only): (B, L, N) each generated token's
-    attention weights over the N spatial tokens, rows summing to 1, zeros after EOS."""
-
-    sequences: torch.LongTensor | None = None
-    sequences_scores: torch.FloatTensor | None = None
+    cache: CaptionCache | None = None
     attentions: torch.FloatTensor | None = None
 
 
@@ -164,15 +169,18 @@ class CaptionDecoder(nn.Module):
         )
         return self.lm_head(top), state, weights
 
-    def forward(self, input_ids, context_inputs, state):
-        """Teacher forcing: input_ids (B, T) -> logits (B, T, vocab_size). The same steps as `step`,
-        with the word embeddings and the output layer each done once for all T positions."""
+    def forward(self, input_ids, context_inputs, state, output_attentions: bool = False):
+        """input_ids (B, T) -> logits (B, T, vocab_size), the state after the last token and, with
+        `output_attentions`, the attention weights (B, T, N). The same steps as `step`, with the word
+        embeddings and the output layer each done once for all T positions."""
         embedded = self.dropout(self.embed(input_ids))  # (B, T, E)
-        outputs = []
+        outputs, attentions = [], []
         for t in range(input_ids.shape[1]):
-            top, state, _ = self.advance(embedded[:, t], context_inputs, state)
+            top, state, weights = self.advance(embedded[:, t], context_inputs, state)
             outputs.append(top)
-        return self.lm_head(torch.stack(outputs, dim=1))  # (B, T, V)
+            attentions.append(weights)
+        logits = self.lm_head(torch.stack(outputs, dim=1))  # (B, T, V)
+        return logits, state, torch.stack(attentions, dim=1) if output_attentions else None
 
     def advance(self, embedded, context_inputs, state):
         """One step of the LSTM: embedded word (B, E) -> top layer's output (B, H), new state, and the
@@ -198,10 +206,13 @@ class CaptionDecoder(nn.Module):
         return x, new_state, weights
 
 
-class ProductCaptionModel(PreTrainedModel):
+class ProductCaptionModel(PreTrainedModel, GenerationMixin):
     config_class = ProductCaptionConfig
     main_input_name = "pixel_values"
     base_model_prefix = ""
+    input_modalities = ("image",)
+    output_modalities = ("text",)
+    _is_stateful = True  # a recurrent state, not a key/value cache: no assisted decoding
 
     def __init__(self, config: ProductCaptionConfig):
         super().__init__(config)
@@ -252,6 +263,10 @@ class ProductCaptionModel(PreTrainedModel):
         """`PreTrainedModel.save_pretrained`, with the family's `pipeline()` named in `config.json`
         (its code, `pipelines.py`, is copied with this file's)."""
         self.config.custom_pipelines = custom_pipelines(self.config.model_type)
+        self.config.auto_map = {
+            **(getattr(self.config, "auto_map", None) or {}),
+            **task_auto_map(self),
+        }
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module):
@@ -340,11 +355,13 @@ class ProductCaptionModel(PreTrainedModel):
             raise ValueError(
                 "pass exactly one of pixel_values, encoder_hidden_states or frozen_features"
             )
+        # inputs follow the weights' dtype: a model loaded in bf16 or fp16 takes fp32 photos as given
+        dtype = self.decoder.lm_head.weight.dtype
         if encoder_hidden_states is not None:
-            return encoder_hidden_states.to(self.decoder.lm_head.weight.dtype)
+            return encoder_hidden_states.to(dtype)
         if frozen_features is not None:
-            return self.memory_from_frozen(frozen_features.to(self.decoder.lm_head.weight.dtype))
-        return self.encode(pixel_values)
+            return self.memory_from_frozen(frozen_features.to(dtype))
+        return self.encode(pixel_values.to(dtype))
 
     def forward(
         self,
@@ -354,11 +371,16 @@ class ProductCaptionModel(PreTrainedModel):
         labels: torch.LongTensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         frozen_features: torch.Tensor | None = None,
+        cache: CaptionCache | None = None,
+        use_cache: bool = False,
+        output_attentions: bool = False,
         num_items_in_batch: int | torch.Tensor | None = None,
         **kwargs,
     ) -> ProductCaptionOutput:
         """Teacher forcing. input_ids (B, T) start with BOS; `labels` (B, T) are the same ids (-100 or
-        pad where ignored), shifted here: logits[:, t] is scored against labels[:, t + 1].
+        pad where ignored), shifted here: logits[:, t] is scored against labels[:, t + 1]. With a
+        `cache` (from an earlier call's `use_cache=True`), input_ids continue from it and no image is
+        passed.
 
         The loss is the mean over target tokens, or their sum / `num_items_in_batch` when given (as in
         transformers' Trainer): with several processes, each divides by the global token count / number
@@ -367,9 +389,16 @@ class ProductCaptionModel(PreTrainedModel):
             if labels is None:
                 raise ValueError("pass input_ids (and/or labels)")
             input_ids = labels.masked_fill(labels == -100, self.config.pad_token_id)
-        memory = self._memory(pixel_values, encoder_hidden_states, frozen_features)  # (B, 1+N, D)
-        context_inputs, state = self.decoder.start(memory)
-        logits = self.decoder(input_ids, context_inputs, state)  # (B, T, V)
+        if output_attentions and not self.config.attention:
+            raise ValueError("output_attentions needs an attention model (config.attention=True)")
+        if cache is None:
+            memory = self._memory(
+                pixel_values, encoder_hidden_states, frozen_features
+            )  # (B, 1+N, D)
+            context, state = self.decoder.start(memory)
+        else:
+            context, state = cache.context, cache.state
+        logits, state, attentions = self.decoder(input_ids, context, state, output_attentions)
 
         loss = None
         if labels is not None:
@@ -385,68 +414,123 @@ class ProductCaptionModel(PreTrainedModel):
             )
             if num_items_in_batch is not None:
                 loss = loss / num_items_in_batch
-        return ProductCaptionOutput(loss=loss, logits=logits)
+        return ProductCaptionOutput(
+            loss=loss,
+            logits=logits,
+            cache=CaptionCache(context, state) if use_cache else None,
+            attentions=attentions,
+        )
+
+    # ---------------------------------------------------------------- generation (GenerationMixin)
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # the decoder makes its own cache (`CaptionCache`) on the first step
+
+    def prepare_inputs_for_generation(
+        self, input_ids, cache=None, encoder_hidden_states=None, output_attentions=False, **kwargs
+    ):
+        """The first step reads the whole prompt and the image features; later ones the last token."""
+        if cache is None:
+            inputs = {"input_ids": input_ids, "encoder_hidden_states": encoder_hidden_states}
+        else:
+            inputs = {"input_ids": input_ids[:, -1:], "cache": cache}
+        return {**inputs, "use_cache": True, "output_attentions": output_attentions}
 
     @torch.no_grad()
     def generate(
         self,
         pixel_values: torch.Tensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        *,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
-        num_beams: int = 1,
-        length_penalty: float = 1.0,
-        max_new_tokens: int | None = None,
-        return_dict_in_generate: bool = False,
-        output_attentions: bool = False,
         frozen_features: torch.Tensor | None = None,
-    ) -> torch.LongTensor | ProductCaptionGenerateOutput:
-        """Deterministic captions: greedy (`num_beams=1`) or beam search, batched over images and beams.
+        **kwargs,
+    ):
+        """Captions for photos (`pixel_values`, or their `encoder_hidden_states` / `frozen_features`
+        from a feature cache): transformers' `GenerationMixin.generate`, its defaults from
+        `model.generation_config` and every option it takes (`num_beams`, `do_sample`,
+        `no_repeat_ngram_size`, `num_return_sequences`, `output_scores`, logits processors, a
+        streamer, ...). Returns token ids (B, 1 + L) starting with BOS, or the mixin's output with
+        `return_dict_in_generate`.
 
-        Returns token ids (B, 1 + L) starting with BOS and padded after EOS (decode them with
-        `tokenizer.batch_decode(ids, skip_special_tokens=True)`), or with `return_dict_in_generate`
-        a `ProductCaptionGenerateOutput` that also holds each caption's score: the sum of its tokens'
-        log-probabilities (EOS included) divided by its length ** `length_penalty`.
-        `output_attentions` (implies the dict) adds each generated token's attention weights over the
-        spatial tokens, (B, L, N); they do not change the captions.
-        """
-        if num_beams < 1:
-            raise ValueError(f"num_beams must be >= 1, got {num_beams}")
-        max_new_tokens = max_new_tokens or self.config.max_length - 1
-        memory = self._memory(pixel_values, encoder_hidden_states, frozen_features)
-        if output_attentions and not self.config.attention:
-            raise ValueError("output_attentions needs an attention model (config.attention=True)")
-        search = self._greedy if num_beams == 1 else self._beam_search
-        sequences, scores, attentions = search(
-            memory, num_beams, length_penalty, max_new_tokens, output_attentions
-        )
-        if return_dict_in_generate or output_attentions:
-            return ProductCaptionGenerateOutput(
-                sequences=sequences, sequences_scores=scores, attentions=attentions
+        A config that asks for nothing but greedy or beam search (`num_beams`, `length_penalty`, the
+        length) takes `_fast_search` instead, the mixin's algorithm for these two with the same
+        captions, 1.2-1.8x faster on a CPU (BENCHMARKS.md). `input_ids` (B, T), starting with BOS, is
+        a prompt the captions continue (`processor(images=..., text="red")`); all rows the same
+        length, since an LSTM would read padding as words."""
+        memory = self._memory(pixel_values, encoder_hidden_states, frozen_features)  # (B, 1 + N, D)
+        kwargs.pop("labels", None)  # the processor's, when it tokenized a prompt
+        if attention_mask is not None and not bool(attention_mask.all()):
+            raise ValueError(
+                "prompts of different lengths: this recurrent decoder reads padding as words; "
+                "generate for each length separately"
             )
-        return sequences
+        if input_ids is not None and bool((input_ids[:, -1] == self.config.eos_token_id).all()):
+            input_ids = input_ids[:, :-1]  # a prompt from the processor ends with EOS: continue it
+        plain = self._plain_search(generation_config, input_ids, kwargs)
+        if plain is not None:
+            return self._fast_search(memory, *plain)
+        if input_ids is None:
+            input_ids = memory.new_full(
+                (len(memory), 1), self.config.bos_token_id, dtype=torch.long
+            )
+        return super().generate(
+            generation_config=generation_config,
+            input_ids=input_ids.to(memory.device),
+            encoder_hidden_states=memory,
+            **kwargs,
+        )
 
-    def _greedy(self, memory, num_beams, length_penalty, max_new_tokens, output_attentions=False):
-        """Batched greedy search. Finished rows leave the batch once they are a quarter of it, so
-        short captions stop costing steps (not at every EOS: each drop copies the image tensors)."""
+    def _plain_search(self, generation_config, input_ids, kwargs) -> tuple[int, float, int] | None:
+        """(num_beams, length_penalty, max_new_tokens) when the call asks for plain greedy or beam
+        search from BOS and nothing else; None sends it through the mixin."""
+        if input_ids is not None or any(
+            not isinstance(v, int | float | None) for v in kwargs.values()
+        ):
+            return None  # a prompt, or a logits processor, stopping criterion, streamer, ...
+        config, model_kwargs = self._prepare_generation_config(generation_config, **kwargs)
+        if model_kwargs:
+            return None
+        reference = GenerationConfig()
+        reference.update(**reference._get_default_generation_params())
+        free = {"max_length", "max_new_tokens", "num_beams", "length_penalty", "bos_token_id",
+                "eos_token_id", "pad_token_id", "use_cache", "transformers_version",
+                "temperature", "top_k", "top_p", "_from_model_config"}  # fmt: skip
+        ours = config.to_dict()
+        for key, default in reference.to_dict().items():
+            if key not in free and ours.get(key) != default and (ours.get(key) or default):
+                return None  # set to something other than its default (False and None alike)
+        special = (config.bos_token_id, config.eos_token_id, config.pad_token_id)
+        if special != (
+            self.config.bos_token_id,
+            self.config.eos_token_id,
+            self.config.pad_token_id,
+        ):
+            return None
+        max_new = config.max_new_tokens or (config.max_length or self.config.max_length) - 1
+        return config.num_beams, config.length_penalty, max_new
+
+    def _fast_search(self, memory, num_beams: int, length_penalty: float, max_new_tokens: int):
+        search = self._fast_greedy if num_beams == 1 else self._fast_beam_search
+        return search(memory, num_beams, length_penalty, max_new_tokens)
+
+    def _fast_greedy(self, memory, num_beams, length_penalty, max_new_tokens):
+        """The mixin's greedy search, except that finished rows leave the batch once they are a
+        quarter of it (not at every EOS: each drop copies the image tensors)."""
         c, B, device = self.config, memory.shape[0], memory.device
-        context_inputs, state = self.decoder.start(memory)
+        context, state = self.decoder.start(memory)
         sequences = torch.full((B, 1 + max_new_tokens), c.pad_token_id, device=device)
         sequences[:, 0] = c.bos_token_id
-        log_prob = torch.zeros(B, device=device)
-        lengths = torch.zeros(B, device=device)
         rows = torch.arange(B, device=device)  # the image of each row still in the batch
         tokens, done = sequences[:, 0], torch.zeros(B, dtype=torch.bool, device=device)
-        N = memory.shape[1] - 1
-        attentions = memory.new_zeros(B, max_new_tokens, N) if output_attentions else None
         t = 0
         for t in range(1, max_new_tokens + 1):
-            logits, state, weights = self.decoder.step(tokens, context_inputs, state)
-            if attentions is not None:
-                attentions[rows[~done], t - 1] = weights[~done].float()
-            log_probs = logits.float().log_softmax(dim=-1)  # (rows, V)
-            tokens = log_probs.argmax(dim=-1).masked_fill(done, c.pad_token_id)
+            logits, state, _ = self.decoder.step(tokens, context, state)
+            tokens = logits.float().argmax(dim=-1).masked_fill(done, c.pad_token_id)
             sequences[rows, t] = tokens
-            log_prob[rows] += log_probs.gather(1, tokens[:, None])[:, 0].masked_fill(done, 0.0)
-            lengths[rows] += (~done).float()
             done = done | (tokens == c.eos_token_id)
             if done.all():
                 break
@@ -454,58 +538,72 @@ class ProductCaptionModel(PreTrainedModel):
                 keep = ~done
                 rows, tokens, done = rows[keep], tokens[keep], done[keep]
                 state = [(h[keep], cell[keep]) for h, cell in state]
-                context_inputs = tuple(x if x is None else x[keep] for x in context_inputs)
-        scores = log_prob / lengths.clamp(min=1) ** length_penalty
-        return sequences[:, : t + 1], scores, None if attentions is None else attentions[:, :t]
+                context = tuple(x if x is None else x[keep] for x in context)
+        return sequences[:, : t + 1]
 
-    def _beam_search(
-        self, memory, num_beams, length_penalty, max_new_tokens, output_attentions=False
-    ):
-        """Beam search over all B * K beams at once. A finished beam stays in the beam, extended only by
-        pad at no cost, and competes with the live ones on its length-normalised score."""
-        c, K = self.config, num_beams
-        B, V = memory.shape[0], self.config.vocab_size
-        device = memory.device
-        context_inputs, state = self.decoder.start(memory, num_beams=K)  # states: B * K rows
-        tokens = torch.full((B * K,), c.bos_token_id, device=device)
-        sequences = tokens[:, None]  # (B * K, 1)
-        # every beam starts as the same BOS: only beam 0 is live at first, or all K would be equal
-        scores = torch.full((B, K), float("-inf"), device=device)
-        scores[:, 0] = 0.0
-        lengths = torch.zeros((B, K), device=device)
-        done = torch.zeros((B, K), dtype=torch.bool, device=device)
-        finished_row = torch.full((V,), float("-inf"), device=device)
-        finished_row[c.pad_token_id] = 0.0
-        offsets = torch.arange(B, device=device)[:, None] * K  # (B, 1): row of beam 0 of each image
-        attentions = memory.new_zeros(B * K, 0, memory.shape[1] - 1) if output_attentions else None
-
-        for _ in range(max_new_tokens):
-            logits, state, weights = self.decoder.step(tokens, context_inputs, state)
-            log_probs = logits.float().log_softmax(dim=-1).view(B, K, V)
-            log_probs = torch.where(done[..., None], finished_row, log_probs)
-            totals = scores[..., None] + log_probs  # (B, K, V)
-            new_lengths = lengths + (~done).float()  # (B, K)
-            ranked = totals / new_lengths.clamp(min=1)[..., None] ** length_penalty
-            _, best = ranked.view(B, K * V).topk(K, dim=-1)  # (B, K)
-            beam, tokens = best // V, best % V  # (B, K) each: which beam to extend, with which word
-            scores = totals.view(B, K * V).gather(1, best)
-            lengths, done = new_lengths.gather(1, beam), done.gather(1, beam)
-            rows = (beam + offsets).view(-1)  # (B * K,)
-            state = [(h[rows], cell[rows]) for h, cell in state]
-            tokens = tokens.view(-1)
-            sequences = torch.cat([sequences[rows], tokens[:, None]], dim=1)
-            if attentions is not None:  # the weights of the beam each survivor extends
-                step = weights[rows].float().masked_fill(done.view(-1, 1), 0.0)  # none after EOS
-                attentions = torch.cat([attentions[rows], step[:, None]], dim=1)
-            done |= (tokens == c.eos_token_id).view(B, K)
-            if done.all():
+    def _fast_beam_search(self, memory, num_beams, length_penalty, max_new_tokens):
+        """The mixin's beam search (`GenerationMixin._beam_search`, early_stopping=False) step for
+        step, with each image's tokens computed once and broadcast over its K beams
+        (`AdditiveAttention`) instead of copied per beam and reordered."""
+        c, K, B, V, device = (
+            self.config,
+            num_beams,
+            memory.shape[0],
+            self.config.vocab_size,
+            memory.device,
+        )
+        max_length = 1 + max_new_tokens
+        context, state = self.decoder.start(memory, num_beams=K)  # states: B * K rows
+        fill = c.pad_token_id or c.eos_token_id  # as the mixin fills what follows EOS
+        running = torch.full((B, K, max_length), fill, device=device)
+        running[:, :, 0] = c.bos_token_id
+        finished = running.clone()
+        running_scores = torch.zeros((B, K), device=device)
+        running_scores[:, 1:] = -1e9
+        finished_scores = torch.full((B, K), -1e9, device=device)
+        is_finished = torch.zeros((B, K), dtype=torch.bool, device=device)
+        improvable = torch.ones((B, 1), dtype=torch.bool, device=device)
+        generated = torch.zeros((B, K), dtype=torch.long, device=device)  # finished lengths
+        top_k_mask = torch.arange(2 * K, device=device) < K
+        offsets = torch.arange(B, device=device)[:, None] * K
+        tokens = running[:, :, 0].reshape(-1)
+        for cur_len in range(1, max_length):
+            logits, state, _ = self.decoder.step(tokens, context, state)
+            log_probs = logits.float().log_softmax(dim=-1).view(B, K, V) + running_scores[..., None]
+            top_scores, top = log_probs.view(B, K * V).topk(2 * K, dim=-1)  # (B, 2K)
+            beam, token = top // V, top % V
+            candidates = running.gather(1, beam[..., None].expand(-1, -1, max_length)).clone()
+            candidates[:, :, cur_len] = token
+            hits = (token == c.eos_token_id) | (cur_len + 1 >= max_length)  # (B, 2K)
+            # the K best candidates that go on
+            keep = (top_scores - 1e9 * hits.float()).topk(K, dim=-1).indices  # (B, K)
+            running = candidates.gather(1, keep[..., None].expand(-1, -1, max_length))
+            running_scores = (top_scores - 1e9 * hits.float()).gather(1, keep)
+            parent = beam.gather(1, keep)  # (B, K): the beam each survivor extends
+            # the finished candidates among the top K join the K best finished so far
+            just_finished = hits & top_k_mask
+            normalized = top_scores / cur_len**length_penalty
+            normalized = normalized - 1e9 * (~improvable).float() - 1e9 * (~just_finished).float()
+            merged_scores = torch.cat([finished_scores, normalized], dim=1)
+            best = merged_scores.topk(K, dim=-1).indices
+            finished = torch.cat([finished, candidates], dim=1).gather(
+                1, best[..., None].expand(-1, -1, max_length)
+            )
+            finished_scores = merged_scores.gather(1, best)
+            lengths = torch.cat([generated, torch.full_like(hits, cur_len, dtype=torch.long)], 1)
+            generated = lengths.gather(1, best)
+            is_finished = torch.cat([is_finished, just_finished], dim=1).gather(1, best)
+            # stop when no running beam can beat the worst finished one (the mixin's heuristic)
+            best_running = running_scores[:, :1] / cur_len**length_penalty
+            worst = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True)[0], -1e9)
+            improvable = improvable & (best_running > worst).any(dim=-1, keepdim=True)
+            if not improvable.any() or hits.all():
                 break
+            rows = (parent + offsets).view(-1)
+            state = [(h[rows], cell[rows]) for h, cell in state]
+            tokens = running[:, :, cur_len].reshape(-1)
+        length = 1 + int(generated[:, 0].max())
+        return finished[:, 0, :length]
 
-        final = scores / lengths.clamp(min=1) ** length_penalty  # (B, K)
-        pick = final.argmax(dim=-1)  # (B,)
-        rows = pick + offsets[:, 0]
-        chosen = None if attentions is None else attentions[rows]
-        return sequences[rows], final.gather(1, pick[:, None])[:, 0], chosen
 
-
-__all__ = ["ProductCaptionModel", "ProductCaptionOutput", "ProductCaptionGenerateOutput"]
+__all__ = ["CaptionCache", "ProductCaptionModel", "ProductCaptionOutput"]

@@ -30,7 +30,7 @@ from transformers.utils import ModelOutput
 
 from .backbone import create_sized_backbone, load_backbone_weights
 from .configuration_rating import ProductRatingConfig
-from .pipelines import custom_pipelines
+from .pipelines import custom_pipelines, task_auto_map
 
 
 @dataclass
@@ -42,10 +42,13 @@ class ProductRatingOutput(ModelOutput):
             Huber loss.
         predictions (`torch.FloatTensor` of shape `(batch_size,)`): the predicted star ratings, always
             within `[config.min_rating, config.max_rating]`.
+        logits (`torch.FloatTensor` of shape `(batch_size, 1)`): the same ratings as a regression
+            model's one output, for transformers' image-classification pipeline.
     """
 
     loss: torch.FloatTensor | None = None
     predictions: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
 
 
 class ProductRatingModel(PreTrainedModel):
@@ -110,6 +113,11 @@ class ProductRatingModel(PreTrainedModel):
         """`PreTrainedModel.save_pretrained`, with the family's `pipeline()` named in `config.json`
         (its code, `pipelines.py`, is copied with this file's)."""
         self.config.custom_pipelines = custom_pipelines(self.config.model_type)
+        self.config.auto_map = {
+            **(getattr(self.config, "auto_map", None) or {}),
+            **task_auto_map(self),
+        }
+        self.config.__dict__.pop("use_cache", None)  # set by Trainer; no meaning for this model
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -140,7 +148,8 @@ class ProductRatingModel(PreTrainedModel):
                 (for example from the number of ratings behind each average); the loss is their weighted
                 mean.
         """
-        predictions = self.forward_head(self.forward_features(pixel_values))  # (B,)
+        # inputs follow the weights' dtype: a model loaded in bf16 or fp16 takes fp32 photos as given
+        predictions = self.forward_head(self.forward_features(pixel_values.to(self.dtype)))  # (B,)
         loss = None
         if labels is not None:
             per_sample = F.huber_loss(
@@ -151,7 +160,7 @@ class ProductRatingModel(PreTrainedModel):
             else:
                 weights = weights.float()
                 loss = (per_sample * weights).sum() / weights.sum().clamp_min(1e-12)
-        return ProductRatingOutput(loss=loss, predictions=predictions)
+        return ProductRatingOutput(loss=loss, predictions=predictions, logits=predictions[:, None])
 
 
 __all__ = ["ProductRatingModel", "ProductRatingOutput"]

@@ -7,6 +7,11 @@
     caption = pipeline(model="outputs/demo/caption", trust_remote_code=True)
     caption("a.jpg", num_beams=3)               # [{"generated_text": "red striped t-shirt"}]
 
+The standard tasks load the same folders: `pipeline("image-classification", model=folder,
+trust_remote_code=True, function_to_apply="none")` gives `[{"label": "rating", "score": 4.21}]`, and
+`pipeline("image-text-to-text", ...)(images="a.jpg", text="")` a title (`text` is a prompt to
+continue: "red" gives a title starting with it).
+
 Inputs are paths, URLs, bytes or PIL images, one or a list; photos are read by the image processor's
 `load_image`, as in the app, so both give the same outputs for the same photo.
 """
@@ -52,8 +57,9 @@ class ProductRatingPipeline(Pipeline):
 
 
 class ProductCaptionPipeline(Pipeline):
-    """Photos -> `[{"generated_text": title}]` each, by the model's own `generate()` (greedy or beam
-    search: `num_beams`, `length_penalty`, `max_new_tokens`)."""
+    """Photos -> `[{"generated_text": title}]` each, by the model's `generate()` with its
+    `generation_config.json`, overridden by `num_beams`, `length_penalty`, `max_new_tokens` or any
+    `generate_kwargs` (`do_sample`, `no_repeat_ngram_size`, `num_return_sequences`, ...)."""
 
     _load_processor = True
     _load_image_processor = False
@@ -65,11 +71,13 @@ class ProductCaptionPipeline(Pipeline):
         num_beams: int | None = None,
         length_penalty: float | None = None,
         max_new_tokens: int | None = None,
+        generate_kwargs: dict | None = None,
         timeout: float | None = None,
     ):
-        generate = {"num_beams": num_beams, "length_penalty": length_penalty,
-                    "max_new_tokens": max_new_tokens}  # fmt: skip
-        return {"timeout": timeout}, {k: v for k, v in generate.items() if v is not None}, {}
+        named = {"num_beams": num_beams, "length_penalty": length_penalty,
+                 "max_new_tokens": max_new_tokens}  # fmt: skip
+        generate = {**(generate_kwargs or {}), **{k: v for k, v in named.items() if v is not None}}
+        return {"timeout": timeout}, generate, {}
 
     def preprocess(self, image, timeout: float | None = None) -> dict[str, torch.Tensor]:
         photo = read_photo(image, timeout)
@@ -85,6 +93,22 @@ class ProductCaptionPipeline(Pipeline):
 
 PIPELINES = {"product_rating": ("product-rating", ProductRatingPipeline),
              "product_caption": ("product-caption", ProductCaptionPipeline)}  # fmt: skip
+
+
+# the transformers task whose Auto class also loads each family, with trust_remote_code
+TASK_AUTO_CLASSES = {"product_rating": "AutoModelForImageClassification",
+                     "product_caption": "AutoModelForImageTextToText"}  # fmt: skip
+
+
+def task_auto_map(model) -> dict:
+    """The `config.json` `auto_map` entry for the family's standard task: `pipeline("image-
+    classification")` / `pipeline("image-text-to-text")` on a saved folder then find its code."""
+    cls = type(model)
+    return {
+        TASK_AUTO_CLASSES[
+            model.config.model_type
+        ]: f"{cls.__module__.split('.')[-1]}.{cls.__name__}"
+    }
 
 
 def custom_pipelines(model_type: str) -> dict:

@@ -27,15 +27,17 @@ def caption_attention(
         inputs = {"pixel_values": processor(images=[image])["pixel_values"].to(model.device)}
     else:
         inputs = {"encoder_hidden_states": memory.to(model.device)}
-    out = model.generate(**inputs, num_beams=num_beams, output_attentions=True)
+    sequences = model.generate(**inputs, num_beams=num_beams)  # (1, 1 + L)
+    # the weights each word was read with: the caption teacher-forced through the same steps
+    attentions = model(**inputs, input_ids=sequences, output_attentions=True).attentions
     words, rows = [], []
-    for position, token in enumerate(out.sequences[0, 1:].tolist()):
+    for position, token in enumerate(sequences[0, 1:].tolist()):
         if token in (model.config.eos_token_id, model.config.pad_token_id):
             break
         words.append(processor.tokenizer.decode([token]))
         rows.append(position)
-    caption = processor.batch_decode(out.sequences, skip_special_tokens=True)[0]
-    return caption, words, out.attentions[0, rows].float().cpu().numpy()
+    caption = processor.batch_decode(sequences, skip_special_tokens=True)[0]
+    return caption, words, attentions[0, rows].float().cpu().numpy()
 
 
 def letterbox_box(width: int, height: int, side: int) -> tuple[float, float, float, float]:

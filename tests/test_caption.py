@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from transformers import GenerationMixin
 
 from modeling import (
     ProductCaptionConfig,
@@ -22,7 +24,7 @@ from modeling.backbone import create_sized_backbone
 from training.checkpoints import checkpoint_dirs
 from training.script import UserError
 
-from .conftest import tensorboard_scalars, tiny_caption_config
+from .conftest import REPO_ROOT, tensorboard_scalars, tiny_caption_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -180,62 +182,91 @@ def test_loss_ignores_padding(model, processor):
     assert torch.allclose(model(encoder_hidden_states=memory, **padded).loss, loss)
 
 
-@pytest.mark.parametrize("attention, context_dim", [(True, None), (False, None), (True, 8)])
-def test_greedy_equals_beam_search_with_one_beam(
-    tokenizer, processor, images, attention, context_dim
-):
+def varied_lengths_model(tokenizer, **overrides) -> ProductCaptionModel:
+    """A random decoder whose captions end at many different steps (EOS likely from step 3 on)."""
     torch.manual_seed(0)
-    config = tiny_caption_config(tokenizer, attention=attention, context_dim=context_dim)
-    model = ProductCaptionModel(config).eval()
-    pixel_values = processor(images=images)["pixel_values"]
-    greedy = model.generate(pixel_values, return_dict_in_generate=True)
-    one_beam = model._beam_search(model.encode(pixel_values), 1, 1.0, 11)
-    assert torch.equal(greedy.sequences, one_beam[0])
-    assert torch.allclose(greedy.sequences_scores, one_beam[1])
-    if attention:  # and the attention weights of the chosen words
-        traced = model.generate(pixel_values, output_attentions=True).attentions
-        beamed = model._beam_search(model.encode(pixel_values), 1, 1.0, 11, True)[2]
-        assert torch.allclose(traced, beamed[:, : traced.shape[1]], atol=1e-6)
-    # batched generation = one image at a time, from pixels or from precomputed features
-    memory = model.encode(pixel_values)
-    for i in range(len(images)):
-        single = model.generate(encoder_hidden_states=memory[i : i + 1], num_beams=3)
-        batched = model.generate(encoder_hidden_states=memory, num_beams=3)[i : i + 1]
-        assert torch.equal(single[:, : batched.shape[1]], batched[:, : single.shape[1]])
+    model = ProductCaptionModel(tiny_caption_config(tokenizer, **overrides)).eval()
+    with torch.no_grad():
+        for param in model.decoder.parameters():
+            param.normal_(0.0, 0.5)
+        model.decoder.lm_head.bias.zero_()
+    return model
+
+
+def mixin_generate(model, memory, **kwargs):
+    """transformers' own loop, never the fast path: what `_fast_search` must reproduce."""
+    bos = torch.full((len(memory), 1), model.config.bos_token_id)
+    return GenerationMixin.generate(model, input_ids=bos, encoder_hidden_states=memory, **kwargs)
+
+
+@pytest.mark.parametrize("attention, context_dim", [(True, None), (False, None), (True, 8)])
+@pytest.mark.parametrize("num_beams, length_penalty", [(1, 1.0), (2, 1.0), (3, 0.0), (4, 2.0)])
+def test_the_fast_path_gives_the_mixins_token_ids(
+    tokenizer, attention, context_dim, num_beams, length_penalty
+):
+    model = varied_lengths_model(tokenizer, attention=attention, context_dim=context_dim)
+    memory = torch.randn(24, 5, model.feature_dim)
+    with mock.patch.object(model, "_fast_search", wraps=model._fast_search) as fast:
+        ids = model.generate(
+            encoder_hidden_states=memory, num_beams=num_beams, length_penalty=length_penalty
+        )
+    assert fast.call_count == 1  # a plain config took the fast path...
+    expected = mixin_generate(model, memory, num_beams=num_beams, length_penalty=length_penalty)
+    assert torch.equal(ids, expected)  # ... and gave the mixin's ids, padding and length included
+    eos = ids == model.config.eos_token_id
+    lengths = torch.where(eos.any(dim=1), eos.float().argmax(dim=1), ids.shape[1])
+    assert len(set(lengths.tolist())) >= 2  # captions of several lengths were compared
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"no_repeat_ngram_size": 2}, {"do_sample": True}, {"return_dict_in_generate": True},
+     {"min_new_tokens": 3}, {"num_return_sequences": 2, "num_beams": 2}],
+)  # fmt: skip
+def test_every_other_config_goes_through_the_mixin(model, options):
+    memory = torch.randn(2, 5, model.feature_dim)
+    with mock.patch.object(model, "_fast_search", wraps=model._fast_search) as fast:
+        model.generate(encoder_hidden_states=memory, **options)
+    assert fast.call_count == 0
+
+
+@pytest.mark.skipif(
+    not (REPO_ROOT / "outputs/demo/caption/model.safetensors").is_file(),
+    reason="needs the make demo models (outputs/demo)",
+)
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_the_fast_path_gives_the_mixins_captions_on_the_demo_test_split(num_beams):
+    import datasets
+
+    demo = REPO_ROOT / "outputs/demo"
+    model = ProductCaptionModel.from_pretrained(demo / "caption").eval()
+    processor = ProductCaptionProcessor.from_pretrained(demo / "caption")
+    test = datasets.load_from_disk(demo / "dataset")["test"]
+    with torch.no_grad():
+        memory = model.encode(processor(images=list(test["image"]))["pixel_values"])
+    fast = model.generate(encoder_hidden_states=memory, num_beams=num_beams)
+    assert torch.equal(fast, mixin_generate(model, memory, num_beams=num_beams))
+
+
+def test_batched_generation_equals_one_image_at_a_time(tokenizer):
+    """Greedy drops finished rows from its batch; beams run side by side: neither changes a caption."""
+    model = varied_lengths_model(tokenizer)
+    memory = torch.randn(16, 5, model.feature_dim)
+    for num_beams in (1, 3):
+        batched = model.generate(encoder_hidden_states=memory, num_beams=num_beams)
+        for i in range(16):
+            single = model.generate(encoder_hidden_states=memory[i : i + 1], num_beams=num_beams)
+            n = single.shape[1]
+            assert torch.equal(batched[i, :n], single[0])
 
 
 def test_beams_share_their_image_tensors(model):
-    """What the module docstring gives as a reason not to use GenerationMixin (which copies the
-    encoder outputs per beam): the tokens and their projection are there once per image."""
+    """The fast path's beams read one copy of each image's tokens (the mixin copies them per beam)."""
     memory = torch.randn(2, 5, model.feature_dim)
     with torch.no_grad():
         (pooled, tokens, projected, _), state = model.decoder.start(memory, num_beams=3)
     assert tokens.shape[0] == projected.shape[0] == 2  # B, not B * K
     assert pooled.shape[0] == state[0][0].shape[0] == 6  # the per-beam state: B * K rows
-
-
-def test_batched_greedy_drops_finished_rows_yet_equals_one_image_at_a_time(tokenizer):
-    """Captions of many lengths: rows leave the batch as they finish, and nothing changes."""
-    torch.manual_seed(0)
-    model = ProductCaptionModel(tiny_caption_config(tokenizer)).eval()
-    memory = torch.randn(16, 5, model.feature_dim)
-    with torch.no_grad():  # weights large enough for each image to get its own caption length
-        for param in model.decoder.parameters():
-            param.normal_(0.0, 0.5)
-        model.decoder.lm_head.bias.zero_()
-    batched = model.generate(encoder_hidden_states=memory, return_dict_in_generate=True)
-    eos = batched.sequences == model.config.eos_token_id
-    stopped = eos.any(dim=1)
-    assert 8 <= stopped.sum() < 16  # most rows stop early, some run to max_length...
-    assert len(set(eos.float().argmax(dim=1)[stopped].tolist())) >= 4  # ... at different steps
-    for i in range(16):
-        single = model.generate(
-            encoder_hidden_states=memory[i : i + 1], return_dict_in_generate=True
-        )
-        n = single.sequences.shape[1]
-        assert torch.equal(batched.sequences[i, :n], single.sequences[0])
-        assert (batched.sequences[i, n:] == model.config.pad_token_id).all()
-        assert torch.allclose(batched.sequences_scores[i], single.sequences_scores[0])
 
 
 def teacher_forced_log_prob(model, memory, sequence, eos_id):
@@ -250,18 +281,18 @@ def teacher_forced_log_prob(model, memory, sequence, eos_id):
 def test_beam_score_is_the_teacher_forced_log_probability(model, processor, images, tokenizer):
     memory = model.encode(processor(images=images)["pixel_values"])
     out = model.generate(
-        encoder_hidden_states=memory, num_beams=4, length_penalty=0.0, return_dict_in_generate=True
-    )
+        encoder_hidden_states=memory, num_beams=4, length_penalty=0.0, output_scores=True,
+        return_dict_in_generate=True,
+    )  # fmt: skip
+    eos = tokenizer.eos_token_id
     for i in range(len(images)):
-        expected = teacher_forced_log_prob(
-            model, memory[i : i + 1], out.sequences[i], tokenizer.eos_token_id
-        )
+        expected = teacher_forced_log_prob(model, memory[i : i + 1], out.sequences[i], eos)
         assert out.sequences_scores[i].item() == pytest.approx(expected.item(), abs=1e-4)
     # and beam search finds a caption at least as likely as greedy's
-    greedy = model.generate(
-        encoder_hidden_states=memory, length_penalty=0.0, return_dict_in_generate=True
-    )
-    assert (out.sequences_scores >= greedy.sequences_scores - 1e-5).all()
+    greedy = model.generate(encoder_hidden_states=memory)
+    for i in range(len(images)):
+        greedy_score = teacher_forced_log_prob(model, memory[i : i + 1], greedy[i], eos)
+        assert out.sequences_scores[i] >= greedy_score - 1e-5
 
 
 def test_a_projected_context_saves_loads_and_scores_like_teacher_forcing(
@@ -274,18 +305,17 @@ def test_a_projected_context_saves_loads_and_scores_like_teacher_forcing(
     loaded = ProductCaptionModel.from_pretrained(tmp_path).eval()
     memory = model.encode(processor(images=images)["pixel_values"])
     out = loaded.generate(
-        encoder_hidden_states=memory, num_beams=3, length_penalty=0.0, return_dict_in_generate=True
-    )
-    assert torch.equal(out.sequences, model.generate(encoder_hidden_states=memory, num_beams=3))
+        encoder_hidden_states=memory, num_beams=3, length_penalty=0.0, output_scores=True,
+        return_dict_in_generate=True,
+    )  # fmt: skip
+    plain = model.generate(encoder_hidden_states=memory, num_beams=3, length_penalty=0.0)
+    assert torch.equal(out.sequences, plain)
     expected = teacher_forced_log_prob(model, memory[:1], out.sequences[0], tokenizer.eos_token_id)
     assert out.sequences_scores[0].item() == pytest.approx(expected.item(), abs=1e-4)
 
 
 @pytest.mark.parametrize("encoder, image_size", [("test_vit", 32), ("test_resnet", 64)])
-@pytest.mark.parametrize("num_beams", [1, 3])
-def test_attention_weights_leave_captions_unchanged_and_sum_to_one(
-    tokenizer, encoder, image_size, num_beams
-):
+def test_attention_weights_sum_to_one_and_match_the_mixins(tokenizer, encoder, image_size):
     torch.manual_seed(0)
     config = tiny_caption_config(tokenizer, encoder_name=encoder, image_size=image_size,
                                  initializer_range=1.0)  # fmt: skip
@@ -293,26 +323,26 @@ def test_attention_weights_leave_captions_unchanged_and_sum_to_one(
     with torch.no_grad():  # EOS likely from step 3 on: captions of different lengths in one batch
         model.decoder.lm_head.bias[config.eos_token_id] = 1.5
     pixels = torch.randn(4, 3, image_size, image_size)
-    plain = model.generate(pixels, num_beams=num_beams)
-    out = model.generate(pixels, num_beams=num_beams, output_attentions=True)
-    assert torch.equal(out.sequences, plain)
+    ids = model.generate(pixels)
+    # the app's per-word maps: the caption teacher-forced, each position's weights over the tokens
+    attentions = model(pixel_values=pixels, input_ids=ids, output_attentions=True).attentions
     features = model.encoder.forward_features(pixels)
     spatial = features.shape[1] - model.encoder.num_prefix_tokens if features.ndim == 3 else (
         features.shape[2] * features.shape[3])  # fmt: skip
-    assert spatial > 1 and out.attentions.shape == (4, plain.shape[1] - 1, spatial)
-    generated = plain[:, 1:]
-    ended = (generated == config.eos_token_id).cumsum(dim=1)
-    words = (ended == 0) | ((ended == 1) & (generated == config.eos_token_id))  # up to the EOS
-    assert (~words).any() and words.any()  # some captions end early: both cases are checked
-    sums = out.attentions.sum(dim=-1)
-    assert torch.allclose(sums[words], torch.ones_like(sums[words]), atol=1e-5)
-    assert (out.attentions[~words] == 0).all()
+    assert spatial > 1 and attentions.shape == (4, ids.shape[1], spatial)
+    assert torch.allclose(attentions.sum(dim=-1), torch.ones(4, ids.shape[1]), atol=1e-5)
+    # the same weights as the mixin's per-step `output_attentions` while it generated the caption
+    out = model.generate(pixels, output_attentions=True, return_dict_in_generate=True)
+    assert torch.equal(out.sequences, ids)
+    steps = torch.cat(out.attentions, dim=1)  # one (4, 1, N) tensor per generated token
+    assert torch.allclose(steps, attentions[:, : steps.shape[1]], atol=1e-6)
 
 
 def test_attention_weights_need_an_attention_model(tokenizer):
     model = ProductCaptionModel(tiny_caption_config(tokenizer, attention=False)).eval()
     with pytest.raises(ValueError, match="attention model"):
-        model.generate(torch.randn(1, 3, 32, 32), output_attentions=True)
+        model(pixel_values=torch.randn(1, 3, 32, 32), input_ids=torch.ones(1, 1, dtype=torch.long),
+              output_attentions=True)  # fmt: skip
 
 
 def test_attention_figure_has_one_map_per_word(model, processor, images):
@@ -349,7 +379,7 @@ def test_save_load_identical(model, processor, images, tmp_path):
     assert torch.equal(
         model.generate(pixel_values, num_beams=2), loaded.generate(pixel_values, num_beams=2)
     )
-    assert not ProductCaptionModel.can_generate()  # our own generate(), not GenerationMixin's
+    assert ProductCaptionModel.can_generate()  # transformers' GenerationMixin
 
 
 @pytest.mark.slow

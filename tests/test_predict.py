@@ -92,7 +92,7 @@ def test_folder_agrees_with_the_app_and_bad_photos_are_rows(model_dirs, photo_fo
     pixels = caption.processor(images=pictures)["pixel_values"]
     with torch.inference_mode():
         scores = caption.model.generate(
-            pixel_values=pixels, num_beams=3, return_dict_in_generate=True
+            pixel_values=pixels, num_beams=3, output_scores=True, return_dict_in_generate=True
         )
     assert table["caption_score"][good].tolist() == pytest.approx(
         scores.sequences_scores.tolist(), abs=1e-5
@@ -329,3 +329,33 @@ def test_resume_matches_rows_by_key_when_the_folder_changed(
     assert table["index"].tolist() == list(range(len(table)))  # today's positions
     assert "more/p2.png" not in table.index and pd.isna(table["error"]["a_new.jpg"])
     assert table["caption"]["a_new.jpg"] == table["caption"]["p0.jpg"]
+
+
+def test_a_greedy_caption_score_is_its_mean_log_probability_per_token():
+    """Greedy search has no `sequences_scores`: predict.py computes the same from its step scores."""
+    from modeling import ProductCaptionModel, build_caption_tokenizer
+    from predict import caption_scores
+
+    from .conftest import tiny_caption_config
+
+    tokenizer = build_caption_tokenizer(["red plain dress", "blue striped shirt with a pocket"],
+                                        min_frequency=1, max_length=8)  # fmt: skip
+    torch.manual_seed(0)
+    model = ProductCaptionModel(tiny_caption_config(tokenizer, initializer_range=1.0)).eval()
+    memory = torch.randn(6, 5, model.feature_dim)
+    out = model.generate(
+        encoder_hidden_states=memory, output_scores=True, return_dict_in_generate=True
+    )
+    for i, score in enumerate(caption_scores(model, out).tolist()):
+        ids = out.sequences[i].tolist()
+        end = (
+            ids.index(model.config.eos_token_id) + 1
+            if model.config.eos_token_id in ids
+            else len(ids)
+        )
+        ids = torch.tensor([ids[:end]])
+        log_probs = model(
+            encoder_hidden_states=memory[i : i + 1], input_ids=ids
+        ).logits.log_softmax(-1)
+        expected = log_probs[0, :-1].gather(1, ids[0, 1:, None]).mean()
+        assert score == pytest.approx(expected.item(), abs=1e-5)

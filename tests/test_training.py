@@ -244,3 +244,43 @@ def test_train_caption_arguments_keep_their_command_line():
             train_caption.parse_args(["--dataset", "d", "--output_dir", "o", flag, value])
     with pytest.raises(SystemExit):
         train_caption.parse_args(["--dataset", "d", "--output_dir", "o", "--mixed_precision", "x"])
+
+
+# --- a dataset folder is read, never written -------------------------------------------------------
+
+
+def folder_state(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_training_leaves_the_dataset_folder_as_it_found_it(tmp_path):
+    """Both scripts train on a built dataset; its listing and every file's hash stay the same, and
+    `load_dataset` (the card's `configs`) and `load_from_disk` both read it before and after."""
+    import datasets
+
+    from hf_dataset import synthetic
+
+    from .test_caption import train_args
+    from .test_rating import TINY_ARGS
+
+    folder = tmp_path / "dataset"
+    synthetic.build(folder, num_products=40, seed=1, image_size=32)
+    before = folder_state(folder)
+    sizes = {split: len(rows) for split, rows in datasets.load_from_disk(folder).items()}
+    assert {s: len(r) for s, r in datasets.load_dataset(str(folder)).items()} == sizes
+
+    train_caption.main(
+        train_args(folder, tmp_path / "caption", tmp_path / "cache", "--num_train_epochs", "1")
+    )
+    train_rating.main(["--dataset", str(folder), "--output_dir", str(tmp_path / "rating"),
+                       *TINY_ARGS, "--num_train_epochs", "1"])  # fmt: skip
+
+    assert folder_state(folder) == before
+    assert {s: len(r) for s, r in datasets.load_from_disk(folder).items()} == sizes
+    assert {s: len(r) for s, r in datasets.load_dataset(str(folder)).items()} == sizes

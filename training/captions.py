@@ -241,26 +241,24 @@ def pooled_features(model, features, splits=("train", "test"), batch_size=512) -
 
 @torch.no_grad()
 def generate_captions(
-    model, loader, accelerator, processor, num_beams=1, length_penalty=1.0, desc="generating"
+    model, loader, accelerator, processor, desc="generating", **generate_kwargs
 ) -> list[str]:
-    """Generated captions for every row of `loader`'s split, in row order.
+    """Generated captions for every row of `loader`'s split, in row order, by `model.generate`
+    with `generate_kwargs` (greedy up to `config.max_length` tokens by default).
 
     With an `accelerator` (a prepared loader) they are gathered from all processes; with None the
     loop runs in this process, on the model's device."""
     model.eval()
     unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+    if "generation_config" not in generate_kwargs:
+        generate_kwargs.setdefault("max_new_tokens", unwrapped.config.max_length - 1)
     device = next(unwrapped.parameters()).device
     show = accelerator.is_local_main_process if accelerator is not None else True
     captions, indices = [], []
     for batch in tqdm(loader, desc=desc, disable=not show, leave=False):
         inputs = {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
         with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
-            ids = unwrapped.generate(
-                **inputs,
-                num_beams=num_beams,
-                length_penalty=length_penalty,
-                max_new_tokens=unwrapped.config.max_length - 1,
-            )
+            ids = unwrapped.generate(**inputs, **generate_kwargs)
         index = batch["index"]
         if accelerator is not None:
             pad = unwrapped.config.pad_token_id

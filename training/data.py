@@ -72,6 +72,10 @@ def drop_empty_captions(dataset: datasets.DatasetDict) -> dict[str, int]:
     dropped = {}
     for split in dataset:
         before = len(dataset[split])
-        dataset[split] = dataset[split].filter(has_caption, input_columns="caption")
+        # in memory: a cache file would be written into the dataset's own folder (which may be
+        # read-only or shared, and whose `train/*.arrow` files `load_dataset` reads as data)
+        dataset[split] = dataset[split].filter(
+            has_caption, input_columns="caption", keep_in_memory=True
+        )
         dropped[split] = before - len(dataset[split])
     return dropped

@@ -65,8 +65,9 @@ def main() -> None:
     for beams in args.num_beams:
         for penalty in args.length_penalty if beams > 1 else [1.0]:
             captions = generate_captions(
-                model, loader, accelerator, processor, beams, penalty, desc=f"beams {beams}"
-            )
+                model, loader, accelerator, processor, f"beams {beams}",
+                num_beams=beams, length_penalty=penalty,
+            )  # fmt: skip
             bleu = metric.compute(predictions=captions, references=references)["bleu"]
             print(
                 json.dumps(
