@@ -28,7 +28,7 @@ sync:
 	$(UV) sync --locked
 
 demo: sync
-	$(RUN) python -m hf_dataset synthetic --output $(OUT)/dataset --num-products $(DEMO_PRODUCTS) --overwrite
+	$(RUN) python -m hf_dataset synthetic --output $(OUT)/dataset --num_products $(DEMO_PRODUCTS) --overwrite
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(RUN) python train_rating.py --dataset $(OUT)/dataset --output_dir $(OUT)/rating --overwrite_output_dir \
 		--backbone test_resnet --pretrained_backbone false --image_size 64 \
 		--num_train_epochs 15 --learning_rate 3e-3

@@ -26,6 +26,7 @@ from serving.images import MAX_MEGAPIXELS  # standard library only: --help answe
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Serve the rating and caption models in a Gradio app (also the Hub Space entry point).",
         epilog=(
             "Each model comes from its flag, else its environment variable (RATING_MODEL, CAPTION_MODEL), "

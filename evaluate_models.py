@@ -7,7 +7,7 @@ The model's `config.model_type` picks the evaluation:
 - `product_rating`: mae, rmse, r2, baseline_mae (predicting the dataset's train-split mean), num_samples;
 - `product_caption`: beam-search captions scored with bleu, word_overlap, jaccard, length_similarity,
   num_samples, next to the same scores of a constant caption (the most common train caption).
-`--update-card` writes the new metrics into the model folder's card (README.md).
+`--update_card` writes the new metrics into the model folder's card (README.md).
 """
 
 from __future__ import annotations
@@ -134,6 +134,7 @@ def parse_args(argv=None):
     parser.add_argument("--num_beams", type=int, default=3, help="caption models: beam size")
     parser.add_argument("--length_penalty", type=float, default=1.0, help="caption models")
     parser.add_argument(
+        "--update_card",
         "--update-card",
         "--update_card",
         dest="update_card",
@@ -176,7 +177,7 @@ def main(argv=None) -> dict:
         print(f"wrote {output}")
     if args.update_card:
         if not Path(args.model, "README.md").is_file():
-            raise UserError(f"--update-card: {args.model} has no model card (README.md) to update")
+            raise UserError(f"--update_card: {args.model} has no model card (README.md) to update")
         update_model_card(args.model, metrics, task=task, dataset=dataset_dir, split=args.split)
         print(f"updated the model card {Path(args.model) / 'README.md'}")
     return results

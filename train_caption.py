@@ -582,7 +582,7 @@ def choose_generation_config(run: Run, args) -> tuple[GenerationConfig, dict]:
     for size in REPETITION_GUARDS:
         candidate = GenerationConfig(
             bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id,
-            max_new_tokens=c.max_length - 1, num_beams=args.num_beams,
+            max_length=c.max_length, num_beams=args.num_beams,
             length_penalty=args.length_penalty, no_repeat_ngram_size=size,
         )  # fmt: skip
         captions = generate_captions(

@@ -8,7 +8,7 @@ from .build import BuildError
 
 # Each entry: subcommand -> (module with add_arguments(parser) and main(args), one-line help).
 # A source's main returns the dataset it built; every source then gets the same report, analysis
-# and --push-to-hub (`cli`).
+# and --push_to_hub (`cli`).
 SOURCES = {
     "synthetic": (synthetic, "procedurally drawn products: the built-in demo and test dataset"),
     "amazon": (
@@ -27,11 +27,24 @@ TOOLS = {
 COMMANDS = {**SOURCES, **TOOLS}
 
 
+class HELP_FORMAT(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows every option's default (unless its help already says it) and the description
+    as written."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        return help if "default" in help else super()._get_help_string(action)
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hf_dataset", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m hf_dataset", description=__doc__, formatter_class=HELP_FORMAT
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub = subparsers.add_parser(
+            name, help=help_text, description=help_text, formatter_class=HELP_FORMAT
+        )
         module.add_arguments(sub)
         if name in SOURCES:
             cli.add_finish_arguments(sub)

@@ -8,7 +8,7 @@ so all of a product's rows stay in one split).
 The file is read twice as a stream (bounded memory on all 826K records): once to count what the
 filters keep, for the progress bar's total, once to download and write. Each record is dropped for
 the first reason that applies, in this order: malformed line, no product id, no title, no rating,
-below `--min-ratings`, no image, duplicate product; each image for duplicate URL, then for its
+below `--min_ratings`, no image, duplicate product; each image for duplicate URL, then for its
 download (`http_404`, `timeout`, `invalid_image`, `too_large`, ...). Every count is in the report.
 """
 
@@ -344,14 +344,14 @@ def _check(filters: Filters, download: DownloadConfig) -> None:
     if filters.images not in ("main", "all"):
         raise BuildError(f"--images must be main or all, got {filters.images}")
     if filters.min_ratings < 0:
-        raise BuildError(f"--min-ratings must be >= 0, got {filters.min_ratings}")
+        raise BuildError(f"--min_ratings must be >= 0, got {filters.min_ratings}")
     if filters.max_products is not None and filters.max_products < 1:
-        raise BuildError(f"--max-products must be a positive integer, got {filters.max_products}")
+        raise BuildError(f"--max_products must be a positive integer, got {filters.max_products}")
     unknown = set(filters.image_fields) - set(IMAGE_FIELDS)
     if unknown or not filters.image_fields:
-        raise BuildError(f"--image-fields must be a comma list of {','.join(IMAGE_FIELDS)}")
+        raise BuildError(f"--image_fields must be a comma list of {','.join(IMAGE_FIELDS)}")
     if not 32 <= download.max_side <= 4096:
-        raise BuildError(f"--max-side must be between 32 and 4096 pixels, got {download.max_side}")
+        raise BuildError(f"--max_side must be between 32 and 4096 pixels, got {download.max_side}")
     if download.workers < 1 or download.retries < 0 or download.timeout <= 0:
         raise BuildError("--workers must be >= 1, --retries >= 0 and --timeout > 0")
 
@@ -372,15 +372,21 @@ def add_arguments(parser) -> None:
         help="main: one row per product (its MAIN image); all: one row per image (default: main)",
     )
     parser.add_argument(
+        "--min_ratings",
         "--min-ratings",
         type=int,
         default=DEFAULT_MIN_RATINGS,
         help=f"drop products with fewer ratings: noisy labels (default: {DEFAULT_MIN_RATINGS})",
     )
     parser.add_argument(
-        "--max-products", type=int, default=None, help="stop after N products pass the filters"
+        "--max_products",
+        "--max-products",
+        type=int,
+        default=None,
+        help="stop after N products pass the filters",
     )
     parser.add_argument(
+        "--image_fields",
         "--image-fields",
         default=",".join(IMAGE_FIELDS),
         help=f"URL fields to try in order (default: {','.join(IMAGE_FIELDS)})",
@@ -400,6 +406,7 @@ def add_arguments(parser) -> None:
         "--backoff", type=float, default=0.5, help="first retry delay in seconds, doubled each time"
     )
     parser.add_argument(
+        "--cache_dir",
         "--cache-dir",
         default=None,
         help="where processed images are kept between runs, so a killed run resumes "

@@ -608,6 +608,7 @@ def add_arguments(parser) -> None:
         help="where the plots and analysis.json go (default: DIR/analysis)",
     )
     parser.add_argument(
+        "--update_card",
         "--update-card",
         action="store_true",
         help="embed the plots and summary into DIR/README.md (replaces an earlier analysis section)",

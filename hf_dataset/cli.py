@@ -2,7 +2,7 @@
 
 Each source (synthetic, amazon, folder) parses its own arguments and builds its dataset; then the
 same steps follow for all of them: a short report of what was built and dropped, the analysis
-embedded into the dataset card, and, with `--push-to-hub`, the upload.
+embedded into the dataset card, and, with `--push_to_hub`, the upload.
 """
 
 from __future__ import annotations
@@ -14,17 +14,19 @@ from pathlib import Path
 def add_finish_arguments(parser) -> None:
     """The options of `finish`, the steps after every source's build."""
     parser.add_argument(
+        "--no_plots",
         "--no-plots",
         action="store_true",
         help="analyse without drawing the figures (the numbers and the card summary stay)",
     )
     parser.add_argument(
+        "--push_to_hub",
         "--push-to-hub",
         metavar="REPO_ID",
         default=None,
         help="then upload it to this Hub dataset repo",
     )
-    parser.add_argument("--private", action="store_true", help="with --push-to-hub: a private repo")
+    parser.add_argument("--private", action="store_true", help="with --push_to_hub: a private repo")
 
 
 def print_report(output, dataset) -> None:
@@ -51,7 +53,7 @@ def print_report(output, dataset) -> None:
 
 
 def finish(args, dataset) -> None:
-    """Report, analyse the dataset into its card, and `--push-to-hub`: upload it (a failure leaves
+    """Report, analyse the dataset into its card, and `--push_to_hub`: upload it (a failure leaves
     the local dataset intact)."""
     from .analyze import analyze, summary_lines
 

@@ -321,14 +321,16 @@ def download_file(url: str, destination: Path, timeout: float = 60.0) -> Path:
 
 
 def add_image_arguments(parser) -> None:
-    """`--max-side` and `--max-pixels`, shared by every source that processes images."""
+    """`--max_side` and `--max_pixels`, shared by every source that processes images."""
     parser.add_argument(
+        "--max_side",
         "--max-side",
         type=int,
         default=DEFAULT_MAX_SIDE,
         help=f"longest side of stored images in pixels (default: {DEFAULT_MAX_SIDE})",
     )
     parser.add_argument(
+        "--max_pixels",
         "--max-pixels",
         type=int,
         default=DEFAULT_MAX_PIXELS,

@@ -124,7 +124,7 @@ def build(
     if not images.is_dir():
         raise BuildError(f"images folder not found: {images}")
     if max_products is not None and max_products < 1:
-        raise BuildError(f"--max-products must be a positive integer, got {max_products}")
+        raise BuildError(f"--max_products must be a positive integer, got {max_products}")
     output = check_output(output, overwrite)
 
     dropped = collections.Counter()
@@ -217,7 +217,11 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--output", required=True, help="dataset folder to write")
     parser.add_argument(
-        "--max-products", type=int, default=None, help="keep only the first N products"
+        "--max_products",
+        "--max-products",
+        type=int,
+        default=None,
+        help="keep only the first N products",
     )
     add_image_arguments(parser)
     parser.add_argument("--workers", type=int, default=4, help="image threads (default: 4)")

@@ -329,9 +329,9 @@ def build(
     from .build import BuildError, base_features, write_dataset
 
     if num_products < 1:
-        raise BuildError(f"--num-products must be a positive integer, got {num_products}")
+        raise BuildError(f"--num_products must be a positive integer, got {num_products}")
     if not 32 <= image_size <= 1024:
-        raise BuildError(f"--image-size must be between 32 and 1024 pixels, got {image_size}")
+        raise BuildError(f"--image_size must be between 32 and 1024 pixels, got {image_size}")
     if seed < 0:
         raise BuildError(f"--seed must be a non-negative integer, got {seed}")
 
@@ -358,7 +358,7 @@ def build(
             "Procedurally drawn fashion product photos (8 garments, 10 colours, 4 patterns, 4 details) "
             "with a caption fully determined by what is drawn and a star rating that is a documented "
             "function of the visible attributes plus Gaussian noise. Built by `python -m hf_dataset "
-            f"synthetic --num-products {num_products} --seed {seed}`; the same seed gives the same bytes."
+            f"synthetic --num_products {num_products} --seed {seed}`; the same seed gives the same bytes."
         ),
         "source": (
             "Drawn with PIL by `hf_dataset/synthetic.py`. The rating formula, its noise and the best "
@@ -385,7 +385,11 @@ def add_arguments(parser) -> None:
         help="dataset folder to write (load it with datasets.load_from_disk)",
     )
     parser.add_argument(
-        "--num-products", type=int, default=1000, help="how many products to draw (default: 1000)"
+        "--num_products",
+        "--num-products",
+        type=int,
+        default=1000,
+        help="how many products to draw (default: 1000)",
     )
     parser.add_argument(
         "--seed",
@@ -394,7 +398,11 @@ def add_arguments(parser) -> None:
         help="random seed; the same seed gives byte-identical images (default: 0)",
     )
     parser.add_argument(
-        "--image-size", type=int, default=224, help="image side in pixels (default: 224)"
+        "--image_size",
+        "--image-size",
+        type=int,
+        default=224,
+        help="image side in pixels (default: 224)",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a non-empty output folder"

@@ -7,12 +7,17 @@ import sys
 from .resave import resave
 from .space import PublishError, publish_space
 
+DEFAULTS = argparse.ArgumentDefaultsHelpFormatter  # --help shows every default
+
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model_cards", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m model_cards", description=__doc__, formatter_class=DEFAULTS
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     space = commands.add_parser(
         "publish-space",
+        formatter_class=DEFAULTS,
         help="assemble app.py, requirements, README and models into a Space and upload it",
         description="Assemble the Space folder and upload it with huggingface_hub. Local model folders "
         "are copied into the Space; Hub ids are passed to the app as Space variables.",
@@ -21,14 +26,17 @@ def main(argv=None) -> int:
     space.add_argument("--caption_model", help="caption model: a local folder or a Hub id")
     space.add_argument("--space_id", required=True, help="the Space, e.g. user/fashion-demo")
     space.add_argument("--dataset_id", help="the dataset's Hub id, listed in the Space metadata")
-    space.add_argument("--output", help="write the Space folder here (required with --dry-run)")
-    space.add_argument("--dry-run", action="store_true", help="only write what would be uploaded")
+    space.add_argument("--output", help="write the Space folder here (required with --dry_run)")
+    space.add_argument(
+        "--dry_run", "--dry-run", action="store_true", help="only write what would be uploaded"
+    )
     space.add_argument("--private", action="store_true", help="create the Space as private")
     space.add_argument(
         "--overwrite", action="store_true", help="replace a non-empty --output folder"
     )
     again = commands.add_parser(
         "resave",
+        formatter_class=DEFAULTS,
         help="save a model folder again with this version's code (pipeline() support included)",
         description="Load a rating or caption model folder with this package's classes and write "
         "the current code, config and processor files over the old ones; weights, card, metrics "

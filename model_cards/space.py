@@ -110,7 +110,7 @@ def publish_space(
 ) -> Path | str:
     """Assemble the Space (into `output`, or a temporary folder) and, unless `dry_run`, upload it."""
     if dry_run and not output:
-        raise PublishError("--dry-run writes the Space into --output DIR; give one")
+        raise PublishError("--dry_run writes the Space into --output DIR; give one")
     folder = Path(output) if output else Path(tempfile.mkdtemp(prefix="space-"))
     variables = assemble_space(
         folder,

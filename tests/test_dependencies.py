@@ -73,3 +73,41 @@ def test_training_imports_only_modeling_and_metrics():
         for path in sorted((REPO_ROOT / "training").rglob("*.py"))
     }
     assert found and not {path: names for path, names in found.items() if names}
+
+
+# import name -> distribution name, where they differ
+DISTRIBUTIONS = {"PIL": "pillow", "gradio_client": "gradio-client"}
+
+
+def declared() -> set[str]:
+    import re
+
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    requirements = project["project"]["dependencies"] + [
+        r for group in project["dependency-groups"].values() for r in group
+    ]
+    return {
+        re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements
+    }
+
+
+def test_every_imported_package_is_declared():
+    """Each third-party package the code imports is in pyproject.toml, not only pulled in by another."""
+    import sys
+
+    ours = our_modules() | {"tests"}
+    third_party = {}
+    for path in sorted(REPO_ROOT.rglob("*.py")):
+        if {".venv", "outputs"} & set(path.relative_to(REPO_ROOT).parts):
+            continue
+        for name in imported(path) - ours - set(sys.stdlib_module_names):
+            third_party.setdefault(name, str(path.relative_to(REPO_ROOT)))
+    assert {"torch", "transformers", "pyarrow", "safetensors"} <= set(third_party)
+    missing = {
+        name: where
+        for name, where in third_party.items()
+        if DISTRIBUTIONS.get(name, name).lower().replace("_", "-") not in declared()
+    }
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"

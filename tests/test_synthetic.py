@@ -124,9 +124,9 @@ def test_oracle_is_the_conditional_mean():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"num_products": 0}, "--num-products must be a positive integer"),
-        ({"num_products": -5}, "--num-products must be a positive integer"),
-        ({"image_size": 8}, "--image-size must be between"),
+        ({"num_products": 0}, "--num_products must be a positive integer"),
+        ({"num_products": -5}, "--num_products must be a positive integer"),
+        ({"image_size": 8}, "--image_size must be between"),
         ({"seed": -1}, "--seed must be a non-negative integer"),
     ],
 )
@@ -182,7 +182,7 @@ def test_cli(tmp_path):
         and "Traceback" not in again.stderr
     )
     bad = run("--num-products", "0", "--overwrite")
-    assert bad.returncode == 2 and "--num-products must be a positive integer" in bad.stderr
+    assert bad.returncode == 2 and "--num_products must be a positive integer" in bad.stderr
     assert (out / "dataset_dict.json").exists()  # the earlier good dataset survived both failures
 
 

@@ -244,14 +244,12 @@ def generate_captions(
     model, loader, accelerator, processor, desc="generating", **generate_kwargs
 ) -> list[str]:
     """Generated captions for every row of `loader`'s split, in row order, by `model.generate`
-    with `generate_kwargs` (greedy up to `config.max_length` tokens by default).
+    with `generate_kwargs` (by default the model's `generation_config`).
 
     With an `accelerator` (a prepared loader) they are gathered from all processes; with None the
     loop runs in this process, on the model's device."""
     model.eval()
     unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
-    if "generation_config" not in generate_kwargs:
-        generate_kwargs.setdefault("max_new_tokens", unwrapped.config.max_length - 1)
     device = next(unwrapped.parameters()).device
     show = accelerator.is_local_main_process if accelerator is not None else True
     captions, indices = [], []
