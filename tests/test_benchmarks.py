@@ -136,3 +136,14 @@ def test_predict_benchmark_times_predict_py_and_the_models_alone(tmp_path):
     assert [len(b["positions"]) for b in batches] == [3, 1]
     alone = bench_predict.models_alone(loaded, batches, num_beams=1)
     assert alone["photos"] == 4 and alone["images_per_second"] > 0
+
+
+def test_generation_benchmark_times_both_engines_on_the_same_captions():
+    from benchmarks import bench_generate
+
+    result = bench_generate.run(quick=True)
+    cells = result["catalog_shaped_16_tokens"]
+    assert set(cells) == {f"fp32_beams{k}_batch{b}" for k in (1, 3) for b in (64, 1)}
+    for cell in cells.values():
+        assert cell["fast_captions_per_s"] > 0 and cell["mixin_captions_per_s"] > 0
+        assert cell["same_captions"] == "8/8"
