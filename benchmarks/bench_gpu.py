@@ -17,6 +17,7 @@ suite runs the very code `run()` runs on the CPU with tiny models (`tests/test_b
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -24,6 +25,7 @@ from contextlib import nullcontext
 
 import datasets
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 import train_rating
@@ -230,6 +232,38 @@ def caption_decoder(
     }
 
 
+def half_precision_models(device: torch.device, tiny: bool = False) -> dict:
+    """Both models loaded in half precision (`from_pretrained(dtype=...)`: fp16 on CUDA, bf16 on a
+    CPU), fed fp32 photos as a user would, through the pipelines and `generate()` (its fast path
+    and the mixin): images/s, and whether every output is a number."""
+    from transformers import pipeline
+
+    from .random_models import save_random_models
+
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    batch = 4 if tiny else 64
+    photos = [Image.new("RGB", (300, 400), (200, 30 * i % 255, 40)) for i in range(batch)]
+    out = {"name": f"both models loaded in {str(dtype)[6:]}", "dtype": str(dtype)}
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = save_random_models(tmp, tiny=tiny)
+        rate = pipeline(model=str(folders["rating"]), trust_remote_code=True, dtype=dtype,
+                        device=device)  # fmt: skip
+        start = time.perf_counter()
+        ratings = [r["rating"] for r in rate(photos, batch_size=batch)]
+        out["rating_images_per_s"] = batch / (time.perf_counter() - start)
+        out["ratings_finite"] = all(map(math.isfinite, ratings))
+        caption = pipeline(model=str(folders["caption"]), trust_remote_code=True, dtype=dtype,
+                           device=device)  # fmt: skip
+        for name, kwargs in (("beam3", {"num_beams": 3}),
+                             ("beam3_no_repeat_2", {"num_beams": 3, "no_repeat_ngram_size": 2})):  # fmt: skip
+            start = time.perf_counter()
+            texts = caption(photos, batch_size=batch, generate_kwargs=kwargs)
+            out[f"caption_{name}_images_per_s"] = batch / (time.perf_counter() - start)
+            out[f"caption_{name}_all_strings"] = all(isinstance(t[0]["generated_text"], str)
+                                                     for t in texts)  # fmt: skip
+    return out
+
+
 def run(quick: bool = False) -> list[dict] | None:
     if not torch.cuda.is_available():
         return None
@@ -264,6 +298,7 @@ def measure(device: torch.device, quick: bool = False, tiny: bool = False) -> li
     results.append(vit_features(device=device, steps=steps, fp16=fp16, **encoder))
     decoder = dict(encoder="test_vit", batch_size=2, seq_len=4) if tiny else {}
     results.append(caption_decoder(device=device, steps=steps, fp16=fp16, **decoder))
+    results.append(half_precision_models(device, tiny=tiny))
     info = machine()
     for result in results:
         result["machine"] = info

@@ -14,7 +14,9 @@ from .conftest import REPO_ROOT
 
 def test_gpu_benchmark_runs_on_cpu_with_tiny_models():
     """`measure` is what `run()` calls on a CUDA machine: the same code, here on the CPU."""
-    training, vit, decoder = bench_gpu.measure(torch.device("cpu"), tiny=True)
+    training, vit, decoder, half = bench_gpu.measure(torch.device("cpu"), tiny=True)
+    assert half["dtype"] == "torch.bfloat16" and half["ratings_finite"]
+    assert half["caption_beam3_all_strings"] and half["caption_beam3_no_repeat_2_all_strings"]
     assert training["model_only_images_per_s"] > 0 and training["end_to_end_images_per_s"] > 0
     assert training["end_to_end_normalised_in_workers_images_per_s"] > 0
     assert 0 < training["end_to_end_fraction_of_model_only"]
