@@ -120,7 +120,9 @@ def _age(folder: Path) -> None:
         code.replace("    load_image = staticmethod", "    # ")
     )
     for model_code in folder.glob("modeling_*.py"):
-        code = model_code.read_text().replace("from .pipelines import custom_pipelines\n", "")
+        code = model_code.read_text().replace(
+            "from .pipelines import custom_pipelines, task_auto_map\n", ""
+        )
         model_code.write_text(code)
 
 

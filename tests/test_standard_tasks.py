@@ -78,7 +78,7 @@ class Count(BaseStreamer):
     puts = 0
     def put(self, value): Count.puts += 1
     def end(self): pass
-model.generate(pixels[:1], streamer=Count(), max_new_tokens=4)
+model.generate(pixels[:1], streamer=Count(), max_new_tokens=4, num_beams=1)
 out["streamer_puts"] = Count.puts
 # the saved generation_config.json: its defaults change what generate() and the pipeline do
 out["before_generation_config_json"] = length(model.generate(pixels))
