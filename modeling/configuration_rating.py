@@ -41,6 +41,11 @@ class ProductRatingConfig(PreTrainedConfig):
             bias is set so). Training sets it to the mean training rating, so the first step starts from
             the best constant predictor instead of having to learn it.
         initializer_range (`float`, defaults to 0.02): std of the head's normal weight initialisation.
+        quantile_levels (`list[float]`, *optional*): a lower and an upper quantile level (e.g.
+            `[0.05, 0.95]`) that a second head learns per photo, with the pinball loss; None: no such head.
+        interval (`dict`, *optional*): the calibrated interval the model returns with each rating, set by
+            the training script on the validation split: `{"method": "quantile" | "absolute", "coverage":
+            0.9, "margin": 0.21}` (see `modeling_rating.conformal_interval`); None: no interval.
         pretrained_weights (`dict`, *optional*): where the backbone's pretrained weights came from
             (`modeling.backbone.load_backbone_weights`); None for a random init. Recorded for the model
             card, never read to build the model.
@@ -72,6 +77,8 @@ class ProductRatingConfig(PreTrainedConfig):
     max_rating: float | int = 5.0
     rating_prior: float | int = 3.0
     initializer_range: float | int = 0.02
+    quantile_levels: list | None = None
+    interval: dict | None = None
     pretrained_weights: dict | None = None
 
     def __post_init__(self, **kwargs):
@@ -88,6 +95,19 @@ class ProductRatingConfig(PreTrainedConfig):
             raise ValueError(f"huber_delta must be positive, got {self.huber_delta}")
         if self.image_size < 1 or self.head_hidden_size < 0:
             raise ValueError("image_size must be positive and head_hidden_size non-negative")
+        if self.quantile_levels is not None:
+            low, high = self.quantile_levels
+            if not 0.0 < low < high < 1.0:
+                raise ValueError(
+                    f"quantile_levels must be 0 < low < high < 1, got {self.quantile_levels}"
+                )
+        if self.interval is not None:
+            if self.interval.get("method") == "quantile" and self.quantile_levels is None:
+                raise ValueError(
+                    "interval method 'quantile' needs quantile_levels (the quantile head)"
+                )
+            if not 0.0 < self.interval.get("coverage", 0.0) < 1.0:
+                raise ValueError(f"interval coverage must lie in (0, 1), got {self.interval}")
         for name in _FLOAT_FIELDS:
             setattr(self, name, float(getattr(self, name)))  # so 1 and 1.0 save the same
         # a regression model as transformers describes one: one output, named; the

@@ -5,10 +5,21 @@
       -> the backbone's own pooling             forward_head:     (B, C)
       -> dropout, Linear(C, H), GELU, dropout, Linear(H, 1)       (B,) logits
       -> min + (max - min) * sigmoid(logit)     predictions in [min_rating, max_rating], e.g. [1, 5]
+    with config.quantile_levels, a second head on the same (detached) hidden features:
+      -> Linear(H, 2), softplus                 bounds: prediction - spread_low, prediction + spread_high
+    with config.interval (fitted on validation by the training script):
+      -> split-conformal interval               interval (B, 2): [low, high] at config.interval["coverage"]
 
 The sigmoid bound matters: the original project's unbounded MLP head could (and on bad batches did)
 predict 0.3 or 6.8 stars. The loss is Huber (`config.huber_delta`): squared error for small mistakes,
 absolute error for the few products whose rating has little to do with their photo.
+
+The interval: the quantile head learns a per-photo lower and upper quantile with the pinball loss, on
+features detached from the rating, so it cannot move the rating itself. Raw quantiles carry no
+guarantee; the training script calibrates them (conformalized quantile regression) and the plain
+`rating +- margin` interval on the validation split, keeps the narrower at the asked coverage, and
+records it in `config.interval`. A model without `config.interval` (saved before intervals existed)
+returns no interval.
 
 Loading: `__init__` builds the backbone with random weights and never downloads anything; pretrained
 backbone weights come from `backbone.load_backbone_weights` (called by the training script), and
@@ -44,11 +55,44 @@ class ProductRatingOutput(ModelOutput):
             within `[config.min_rating, config.max_rating]`.
         logits (`torch.FloatTensor` of shape `(batch_size, 1)`): the same ratings as a regression
             model's one output, for transformers' image-classification pipeline.
+        bounds (`torch.FloatTensor` of shape `(batch_size, 2)`, returned with `config.quantile_levels`):
+            the quantile head's raw lower and upper quantiles, before calibration.
+        interval (`torch.FloatTensor` of shape `(batch_size, 2)`, returned with `config.interval`): the
+            calibrated `[low, high]` interval at `config.interval["coverage"]`, within the rating range.
     """
 
     loss: torch.FloatTensor | None = None
     predictions: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    bounds: torch.FloatTensor | None = None
+    interval: torch.FloatTensor | None = None
+
+
+def conformal_interval(
+    predictions: torch.Tensor,
+    bounds: torch.Tensor | None,
+    method: str,
+    margin: float,
+    limits: tuple[float, float],
+) -> torch.Tensor:
+    """(B,) ratings and (B, 2) raw quantiles -> the (B, 2) interval of a calibrated `method`:
+    `"absolute"` is `rating +- margin`, `"quantile"` is `[low - margin, high + margin]` (the margin of
+    conformalized quantile regression, which may be negative); both clipped to the rating range."""
+    if method == "absolute":
+        low, high = predictions - margin, predictions + margin
+    elif method == "quantile":
+        low, high = bounds[:, 0] - margin, bounds[:, 1] + margin
+    else:
+        raise ValueError(f"unknown interval method {method!r}: 'absolute' or 'quantile'")
+    # a negative CQR margin could cross the bounds of a narrow photo: never below a point interval
+    low, high = torch.minimum(low, predictions), torch.maximum(high, predictions)
+    return torch.stack([low, high], dim=-1).clamp(*limits)  # (B, 2)
+
+
+def pinball_loss(prediction: torch.Tensor, target: torch.Tensor, level: float) -> torch.Tensor:
+    """Per-sample quantile loss at `level`: its minimiser is the level-quantile of the target."""
+    error = target - prediction
+    return torch.maximum(level * error, (level - 1.0) * error)
 
 
 class ProductRatingModel(PreTrainedModel):
@@ -70,6 +114,8 @@ class ProductRatingModel(PreTrainedModel):
         self.head_fc = nn.Linear(num_features, hidden) if config.head_hidden_size else nn.Identity()
         self.head_act = nn.GELU() if config.head_hidden_size else nn.Identity()
         self.head_out = nn.Linear(hidden, 1)
+        # how far below and above the rating the lower and upper quantiles lie, before softplus
+        self.head_spread = nn.Linear(hidden, 2) if config.quantile_levels else None
         self.post_init()
         self.train()  # applies freeze_backbone
 
@@ -86,6 +132,9 @@ class ProductRatingModel(PreTrainedModel):
             low, high = self.config.min_rating, self.config.max_rating
             p = (self.config.rating_prior - low) / (high - low)
             init.constant_(module.bias, math.log(p / (1.0 - p)))
+        elif module is self.head_spread:
+            init.normal_(module.weight, std=self.config.initializer_range)
+            init.constant_(module.bias, math.log(math.expm1(0.5)))  # softplus(bias) = half a star
         elif hasattr(module, "init_non_persistent_buffers"):
             # Derived buffers (e.g. relative position indices of some timm ViTs) are not saved; after a
             # load on the meta device they are empty until recomputed here.
@@ -124,13 +173,21 @@ class ProductRatingModel(PreTrainedModel):
         """(B, 3, S, S) images -> the backbone's unpooled features: (B, C, h, w) or (B, N, C)."""
         return self.backbone.forward_features(pixel_values)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Unpooled features -> (B,) ratings in [min_rating, max_rating]."""
+    def forward_head(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Unpooled features -> (B,) ratings in [min_rating, max_rating], and with
+        `config.quantile_levels` the (B, 2) raw lower and upper quantiles (else None)."""
         pooled = self.backbone.forward_head(features, pre_logits=True)  # (B, C)
-        x = self.head_act(self.head_fc(self.head_drop(pooled)))  # (B, H)
-        logits = self.head_out(self.head_drop(x)).squeeze(-1).float()  # (B,), fp32 under autocast
+        x = self.head_drop(self.head_act(self.head_fc(self.head_drop(pooled))))  # (B, H)
+        logits = self.head_out(x).squeeze(-1).float()  # (B,), fp32 under autocast
         low, high = self.config.min_rating, self.config.max_rating
-        return low + (high - low) * torch.sigmoid(logits)  # (B,)
+        predictions = low + (high - low) * torch.sigmoid(logits)  # (B,)
+        if self.head_spread is None:
+            return predictions, None
+        # detached: the quantiles learn on the rating's features without moving the rating
+        spread = F.softplus(self.head_spread(x.detach()).float())  # (B, 2), both >= 0
+        centre = predictions.detach()[:, None]
+        bounds = torch.cat([centre - spread[:, :1], centre + spread[:, 1:]], dim=-1)  # (B, 2)
+        return predictions, bounds
 
     def forward(
         self,
@@ -149,18 +206,36 @@ class ProductRatingModel(PreTrainedModel):
                 mean.
         """
         # inputs follow the weights' dtype: a model loaded in bf16 or fp16 takes fp32 photos as given
-        predictions = self.forward_head(self.forward_features(pixel_values.to(self.dtype)))  # (B,)
+        features = self.forward_features(pixel_values.to(self.dtype))
+        predictions, bounds = self.forward_head(features)  # (B,), (B, 2) or None
         loss = None
         if labels is not None:
+            labels = labels.float()
             per_sample = F.huber_loss(
-                predictions, labels.float(), reduction="none", delta=self.config.huber_delta
+                predictions, labels, reduction="none", delta=self.config.huber_delta
             )  # (B,)
+            if bounds is not None:
+                for side, level in enumerate(self.config.quantile_levels):
+                    per_sample = per_sample + pinball_loss(bounds[:, side], labels, level)
             if weights is None:
                 loss = per_sample.mean()
             else:
                 weights = weights.float()
                 loss = (per_sample * weights).sum() / weights.sum().clamp_min(1e-12)
-        return ProductRatingOutput(loss=loss, predictions=predictions, logits=predictions[:, None])
+        interval = None
+        if self.config.interval is not None:
+            calibration = self.config.interval
+            limits = (self.config.min_rating, self.config.max_rating)
+            interval = conformal_interval(
+                predictions, bounds, calibration["method"], calibration["margin"], limits
+            )
+        return ProductRatingOutput(
+            loss=loss,
+            predictions=predictions,
+            logits=predictions[:, None],
+            bounds=bounds,
+            interval=interval,
+        )
 
 
-__all__ = ["ProductRatingModel", "ProductRatingOutput"]
+__all__ = ["ProductRatingModel", "ProductRatingOutput", "conformal_interval"]
