@@ -4,7 +4,9 @@
         --output outputs/rating/test_results.json
 
 The model's `config.model_type` picks the evaluation:
-- `product_rating`: mae, rmse, r2, baseline_mae (predicting the dataset's train-split mean), num_samples;
+- `product_rating`: mae, rmse, r2, baseline_mae (predicting the dataset's train-split mean), num_samples,
+  and for a model with an interval its empirical coverage and mean width (interval_coverage,
+  interval_width, next to interval_nominal_coverage);
 - `product_caption`: beam-search captions scored with bleu, word_overlap, jaccard, length_similarity,
   num_samples, next to the same scores of a constant caption (the most common train caption).
 `--update_card` writes the new metrics into the model folder's card (README.md).
@@ -63,19 +65,30 @@ def evaluate_rating(model_dir: str, dataset: datasets.DatasetDict, split: str, a
     loader = torch.utils.data.DataLoader(
         data, batch_size=args.batch_size, num_workers=args.num_workers
     )
-    predictions, references = [], []
+    predictions, intervals, references = [], [], []
     with torch.inference_mode():
         for batch in tqdm(loader, desc=f"rating {split}", unit="batch"):
             output = model(pixel_values=batch["pixel_values"].to(args.device))
             predictions.append(output.predictions.float().cpu())
+            if output.interval is not None:
+                intervals.append(output.interval.float().cpu())
             references.append(batch["labels"].float())
+    references = torch.cat(references)
     results = load_metric("rating").compute(
         predictions=torch.cat(predictions).numpy(),
-        references=torch.cat(references).numpy(),
+        references=references.numpy(),
         train_mean=train_mean,
     )
     if train_mean is not None:
         results["train_mean"] = train_mean
+    if intervals:  # models saved before intervals existed have none
+        low, high = torch.cat(intervals).T  # (N,), (N,)
+        results.update(
+            interval_nominal_coverage=model.config.interval["coverage"],
+            interval_method=model.config.interval["method"],
+            interval_coverage=((low <= references) & (references <= high)).float().mean().item(),
+            interval_width=(high - low).mean().item(),
+        )
     return results
 
 

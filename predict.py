@@ -59,6 +59,8 @@ output columns (one row per photo, in input order):
   product_id     string   dataset and CSV inputs (null where the CSV has no product_id column)
   file           string   --images and --csv: the photo's path as given (relative)
   rating         float64  predicted stars in [1, 5] (with --rating_model; null for a bad photo)
+  rating_low     float64  the rating's calibrated interval (90% by default: the model card says),
+  rating_high    float64    null for a model saved before intervals existed
   caption        string   the predicted title (with --caption_model; null for a bad photo)
   caption_score  float64  the title's length-normalised log-probability (<= 0; higher: surer)
   error          string   why the photo could not be used (null when it could)
@@ -383,12 +385,18 @@ def collate(items: list[dict]) -> dict:
 
 @torch.inference_mode()
 def predict_pixels(models: dict[str, Loaded], pixels: dict, num_beams: int, device) -> dict:
-    """uint8 batches -> {"rating": [...], "caption": [...], "caption_score": [...]}."""
+    """uint8 batches -> {"rating": [...], "rating_low": [...], "rating_high": [...], "caption": [...],
+    "caption_score": [...]}."""
     out = {}
     if "rating" in models:
         m = models["rating"]
         x = m.image_processor.normalize(pixels["rating"].to(device))
-        out["rating"] = m.model(pixel_values=x).predictions.float().tolist()  # (B,)
+        output = m.model(pixel_values=x)
+        out["rating"] = output.predictions.float().tolist()  # (B,)
+        if output.interval is None:  # a model saved before intervals existed
+            out["rating_low"] = out["rating_high"] = [None] * len(out["rating"])
+        else:
+            out["rating_low"], out["rating_high"] = output.interval.float().T.tolist()  # (2, B)
     if "caption" in models:
         m = models["caption"]
         x = m.image_processor.normalize(pixels["caption"].to(device))
@@ -440,7 +448,7 @@ def output_schema(inputs: Inputs, tasks) -> pa.Schema:
     fields = [("index", pa.int64()), ("key", pa.string())]
     fields += [(c, types[c]) for c in inputs.columns if not c.startswith("true_")]
     if "rating" in tasks:
-        fields.append(("rating", pa.float64()))
+        fields += [(c, pa.float64()) for c in ("rating", "rating_low", "rating_high")]
     if "caption" in tasks:
         fields += [("caption", pa.string()), ("caption_score", pa.float64())]
     fields.append(("error", pa.string()))
@@ -607,6 +615,9 @@ def main(argv=None) -> Path:
         log(f"predicting on {accelerator.num_processes} processes ({accelerator.distributed_type})")
     inputs = read_inputs(args)
     models = load_models(args, accelerator.device)
+    if "rating" in models and models["rating"].model.config.interval is None:
+        log("the rating model has no interval (saved before intervals existed): rating_low and "
+            "rating_high stay empty")  # fmt: skip
     schema = output_schema(inputs, models)
     parts = prepare_output(args, run_settings(args), accelerator)
 

@@ -41,7 +41,7 @@ from metrics import load_metric
 from model_cards import PublishError, push_model, weights_line, write_model_card
 from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel
 from modeling.backbone import parse_pretrained
-from training import plots
+from training import intervals, plots
 from training.checkpoints import guard_output_dir
 from training.data import SPLITS, load_splits, rated
 from training.precision import cuda_available, mixed_precision
@@ -73,6 +73,20 @@ class ModelArguments:
         default=0.0, metadata={"help": "stochastic depth in the backbone"}
     )
     huber_delta: float = field(default=1.0, metadata={"help": "Huber loss delta, in stars"})
+    interval_coverage: float = field(
+        default=0.9,
+        metadata={
+            "help": "nominal coverage of the interval given with every rating, calibrated on the "
+            "validation split when training ends (split-conformal); 0: no interval"
+        },
+    )
+    quantile_head: bool = field(
+        default=True,
+        metadata={
+            "help": "learn per-photo interval bounds (a quantile head beside the rating); the "
+            "calibration keeps it only where it is narrower than rating +- a fixed margin"
+        },
+    )
     channels_last: bool = field(
         default=True, metadata={"help": "channels_last memory format (faster convolutions)"}
     )
@@ -278,6 +292,10 @@ def build_model(args: ModelArguments, train_mean: float, log) -> ProductRatingMo
         pretrained = parse_pretrained(args.pretrained_backbone)
     except FileNotFoundError as error:
         raise UserError(str(error)) from None
+    coverage = args.interval_coverage
+    if not 0.0 <= coverage < 1.0:
+        raise UserError(f"--interval_coverage must lie in [0, 1), got {coverage}")
+    levels = [(1 - coverage) / 2, (1 + coverage) / 2] if coverage and args.quantile_head else None
     try:  # a setting out of range or an unknown backbone name: one line, no traceback
         config = ProductRatingConfig(
             backbone=args.backbone,
@@ -287,6 +305,7 @@ def build_model(args: ModelArguments, train_mean: float, log) -> ProductRatingMo
             dropout=args.dropout,
             drop_path_rate=args.drop_path_rate,
             huber_delta=args.huber_delta,
+            quantile_levels=levels,
             rating_prior=float(
                 np.clip(train_mean, 1.01, 4.99)
             ),  # start from the train-mean predictor
@@ -309,15 +328,80 @@ def build_model(args: ModelArguments, train_mean: float, log) -> ProductRatingMo
     return model
 
 
+def split_predictions(predictions) -> tuple[np.ndarray, np.ndarray | None]:
+    """Trainer's gathered outputs -> (N,) ratings and the quantile head's (N, 2) bounds (or None)."""
+    if isinstance(predictions, tuple | list):
+        ratings, bounds = predictions
+        return ratings.reshape(-1), bounds.reshape(-1, 2)
+    return predictions.reshape(-1), None
+
+
 # --- outputs -----------------------------------------------------------------------------------------
 
 
-def write_outputs(trainer, metric, splits, train_mean, validation, train_runtime, dataset_dir, log):
+def calibrate_interval(trainer, validation_split, coverage: float, log) -> dict | None:
+    """Fit the interval on the validation split and save it in config.json (`config.interval`)."""
+    if not coverage:
+        return None
+    config = trainer.model.config
+    prediction = trainer.predict(validation_split, metric_key_prefix="calibration")
+    ratings, bounds = split_predictions(prediction.predictions)
+    limits = (config.min_rating, config.max_rating)
+    try:
+        calibration = intervals.calibrate(
+            prediction.label_ids.reshape(-1), ratings, bounds, coverage, limits
+        )
+    except ValueError as error:  # a tiny validation split: the model is kept, without interval
+        log(f"warning: no rating interval: {error}")
+        return None
+    config.interval = calibration["chosen"]
+    if trainer.is_world_process_zero():
+        config.save_pretrained(trainer.args.output_dir)
+    widths = ", ".join(f"{m} {calibration[m]['width']:.3f}" for m in ("absolute", "quantile")
+                       if m in calibration)  # fmt: skip
+    log(
+        f"interval: {coverage:.0%} on validation, mean width {widths}: "
+        f"kept {config.interval['method']}"
+    )
+    return calibration
+
+
+def interval_results(calibration: dict | None, limits, y_true, ratings, bounds) -> dict:
+    """The test split's empirical coverage and mean width of the kept interval (and of both)."""
+    if calibration is None:
+        return {}
+    chosen = calibration["chosen"]
+    test = intervals.evaluate(calibration, y_true, ratings, bounds, limits)
+    per_method = {
+        method: {
+            "margin": calibration[method]["margin"],
+            "validation_width": calibration[method]["width"],
+            "test_coverage": test[method]["coverage"],
+            "test_width": test[method]["width"],
+        }
+        for method in test
+    }
+    return {
+        "interval_nominal_coverage": chosen["coverage"],
+        "interval_method": chosen["method"],
+        "interval_coverage": test[chosen["method"]]["coverage"],
+        "interval_width": test[chosen["method"]]["width"],
+        "interval_methods": per_method,
+    }
+
+
+def write_outputs(
+    trainer, metric, splits, train_mean, validation, calibration, train_runtime, dataset_dir, log
+):
     """Test-split metrics -> eval_results.json, and the plots."""
     output_dir = Path(trainer.args.output_dir)
     prediction = trainer.predict(splits["test"], metric_key_prefix="test")
-    y_pred, y_true = prediction.predictions.reshape(-1), prediction.label_ids.reshape(-1)
+    y_pred, bounds = split_predictions(prediction.predictions)
+    y_true = prediction.label_ids.reshape(-1)
     results = metric.compute(predictions=y_pred, references=y_true, train_mean=train_mean)
+    config = trainer.model.config
+    limits = (config.min_rating, config.max_rating)
+    results.update(interval_results(calibration, limits, y_true, y_pred, bounds))
     if not trainer.is_world_process_zero():
         return results
     results.update(split="test", train_mean=train_mean)
@@ -359,6 +443,11 @@ def write_outputs(trainer, metric, splits, train_mean, validation, train_runtime
         + (f" (best achievable {oracle:.3f})" if oracle is not None else "")
         + f" on {results['num_samples']} products"
     )
+    if "interval_coverage" in results:
+        log(
+            f"test: {results['interval_nominal_coverage']:.0%} interval covers "
+            f"{results['interval_coverage']:.1%}, mean width {results['interval_width']:.3f} stars"
+        )
     log(f"wrote {output_dir}")
     return results
 
@@ -421,7 +510,7 @@ def main(argv=None) -> dict:
 
     def compute_metrics(eval_prediction):
         return metric.compute(
-            predictions=eval_prediction.predictions.reshape(-1),
+            predictions=split_predictions(eval_prediction.predictions)[0],
             references=eval_prediction.label_ids.reshape(-1),
             train_mean=train_mean,
         )
@@ -441,9 +530,20 @@ def main(argv=None) -> dict:
     train_output = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(output_dir))  # the best epoch (load_best_model_at_end) + the processor
     validation = trainer.evaluate()
+    calibration = calibrate_interval(
+        trainer, splits["validation"], model_args.interval_coverage, log
+    )
     runtime = train_output.metrics.get("train_runtime")
     results = write_outputs(
-        trainer, metric, splits, train_mean, validation, runtime, data_args.dataset, log
+        trainer,
+        metric,
+        splits,
+        train_mean,
+        validation,
+        calibration,
+        runtime,
+        data_args.dataset,
+        log,
     )
     if is_main:
         write_card(
@@ -470,6 +570,8 @@ def write_card(
         "head_hidden_size": model_args.head_hidden_size,
         "dropout": model_args.dropout,
         "huber_delta": model_args.huber_delta,
+        "interval_coverage": model_args.interval_coverage,
+        "quantile_head": model_args.quantile_head,
         "min_rating_count": data_args.min_rating_count,
         "weight_by_rating_count": data_args.weight_by_rating_count,
         "num_train_epochs": training_args.num_train_epochs,

@@ -71,7 +71,12 @@ def save_random_models(
     folder = Path(folder)
     init = {} if initializer_range is None else {"initializer_range": initializer_range}
     torch.manual_seed(0)
-    rating = ProductRatingModel(ProductRatingConfig(**(TINY_RATING_CONFIG if tiny else {}), **init))
+    # with a quantile head and an interval, as train_rating.py saves a model (the margin is made up)
+    interval = {"method": "quantile", "coverage": 0.9, "margin": 0.1}
+    rating_kwargs = {**(TINY_RATING_CONFIG if tiny else {}), **init}
+    rating = ProductRatingModel(
+        ProductRatingConfig(**rating_kwargs, quantile_levels=[0.05, 0.95], interval=interval)
+    )
     rating.save_pretrained(folder / "rating")
     size = rating.config.image_size
     ProductImageProcessor.from_timm(rating.backbone, size).save_pretrained(folder / "rating")

@@ -62,8 +62,9 @@ class ProductRatingConfig(PreTrainedConfig):
     """
 
     model_type = "product_rating"
-    # `logits` repeats `predictions` (B, 1) for transformers' pipelines; Trainer need not gather both
-    keys_to_ignore_at_inference = ["logits"]
+    # `logits` repeats `predictions` (B, 1) for transformers' pipelines and `interval` follows from
+    # them: Trainer gathers the ratings and the quantile head's bounds only
+    keys_to_ignore_at_inference = ["logits", "interval"]
 
     backbone: str = "resnet50"
     freeze_backbone: bool = False

@@ -89,6 +89,15 @@ def conformal_interval(
     return torch.stack([low, high], dim=-1).clamp(*limits)  # (B, 2)
 
 
+def _as_grid(backbone: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) as it is; a ViT's (B, N, C) tokens without its class/register tokens -> (B, C, h, w)."""
+    if features.ndim == 4:
+        return features
+    patches = features[:, getattr(backbone, "num_prefix_tokens", 0) :]  # (B, h*w, C)
+    side = math.isqrt(patches.shape[1])
+    return patches.transpose(1, 2).reshape(patches.shape[0], -1, side, side)
+
+
 def pinball_loss(prediction: torch.Tensor, target: torch.Tensor, level: float) -> torch.Tensor:
     """Per-sample quantile loss at `level`: its minimiser is the level-quantile of the target."""
     error = target - prediction
@@ -188,6 +197,31 @@ class ProductRatingModel(PreTrainedModel):
         centre = predictions.detach()[:, None]
         bounds = torch.cat([centre - spread[:, :1], centre + spread[:, 1:]], dim=-1)  # (B, 2)
         return predictions, bounds
+
+    def rating_map(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Grad-CAM of the rating: where on the photo the backbone's last feature map moved it, either
+        way. (B, 3, S, S) images -> (B, S, S) maps in [0, 1], aligned with `pixel_values`.
+
+        The channel weights are the rating's mean gradient over the map's positions; the map is the
+        absolute weighted sum, because a rating is pulled down as well as up (standard Grad-CAM keeps
+        only the positive part, what raises a class score). docs/rating.md has the sanity check."""
+        if getattr(self.backbone, "global_pool", None) == "token":
+            # the head reads the class token only: the patch tokens get no gradient at the last layer
+            raise ValueError(
+                f"rating_map needs a backbone that pools over positions; {self.config.backbone} "
+                "rates from its class token"
+            )
+        with torch.enable_grad():
+            features = self.forward_features(pixel_values.to(self.dtype)).detach()
+            features.requires_grad_(True)
+            predictions, _ = self.forward_head(features)
+            (gradients,) = torch.autograd.grad(predictions.sum(), features)
+        features, gradients = _as_grid(self.backbone, features), _as_grid(self.backbone, gradients)
+        weights = gradients.float().mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+        cam = (weights * features.float()).sum(dim=1, keepdim=True).abs()  # (B, 1, h, w)
+        cam = F.interpolate(cam, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
+        peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]  # (B, 1, 1)
+        return cam[:, 0] / peak  # (B, S, S)
 
     def forward(
         self,

@@ -3,7 +3,9 @@
 
     from transformers import pipeline
     rate = pipeline(model="outputs/demo/rating", trust_remote_code=True)
-    rate(["a.jpg", pil_image], batch_size=16)   # [{"rating": 4.21}, ...]
+    rate(["a.jpg", pil_image], batch_size=16)   # [{"rating": 4.21, "interval": [3.8, 4.6],
+                                                #   "coverage": 0.9}, ...]
+    rate("a.jpg", explain=True)                 # + "map": where the photo moved the rating
     caption = pipeline(model="outputs/demo/caption", trust_remote_code=True)
     caption("a.jpg", num_beams=3)               # [{"generated_text": "red striped t-shirt"}]
 
@@ -36,24 +38,39 @@ def read_photo(image: str | bytes | Image.Image, timeout: float | None = None) -
 
 
 class ProductRatingPipeline(Pipeline):
-    """Photos -> `{"rating": float}` each, the predicted star rating in [1, 5]."""
+    """Photos -> `{"rating": float, "interval": [low, high], "coverage": float}` each: the predicted
+    star rating in [1, 5] and its calibrated interval (a model saved before intervals existed gives
+    the rating alone). `explain=True` adds `"map"`: an (S, S) float array in [0, 1] over the
+    processor's letterboxed square, the rating's Grad-CAM (`ProductRatingModel.rating_map`)."""
 
     _load_image_processor = True
     _load_processor = False
     _load_tokenizer = False
     _load_feature_extractor = False
 
-    def _sanitize_parameters(self, timeout: float | None = None):
-        return {"timeout": timeout}, {}, {}
+    def _sanitize_parameters(self, timeout: float | None = None, explain: bool | None = None):
+        return {"timeout": timeout}, {"explain": bool(explain)}, {}
 
     def preprocess(self, image, timeout: float | None = None) -> dict[str, torch.Tensor]:
         return {"pixel_values": self.image_processor(read_photo(image, timeout))["pixel_values"]}
 
-    def _forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"predictions": self.model(pixel_values=inputs["pixel_values"]).predictions}
+    def _forward(self, inputs: dict[str, torch.Tensor], explain: bool = False) -> dict:
+        output = self.model(pixel_values=inputs["pixel_values"])
+        outputs = {"predictions": output.predictions}
+        if output.interval is not None:
+            outputs["interval"] = output.interval  # (B, 2)
+        if explain:  # a backward pass: only on request (the pipeline runs under no_grad)
+            outputs["map"] = self.model.rating_map(inputs["pixel_values"])  # (B, S, S)
+        return outputs
 
-    def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict[str, float]:
-        return {"rating": outputs["predictions"].item()}
+    def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict:
+        result = {"rating": outputs["predictions"].item()}
+        if "interval" in outputs:
+            result["interval"] = outputs["interval"].reshape(2).float().tolist()
+            result["coverage"] = self.model.config.interval["coverage"]
+        if "map" in outputs:
+            result["map"] = outputs["map"].reshape(outputs["map"].shape[-2:]).float().cpu().numpy()
+        return result
 
 
 class ProductCaptionPipeline(Pipeline):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import serving
@@ -80,11 +81,14 @@ def test_pipelines_from_a_saved_folder_agree_with_the_app(model_dirs, photos, tm
                 "one": rate(paths[0]),
                 "batch": rate(paths + [{url!r}], batch_size=2),
                 "pil": rate(Image.open(paths[0])),
+                "explained": rate(paths[:2], batch_size=2, explain=True),
                 "greedy": caption(paths, batch_size=2),
                 "beam": [caption(p, num_beams=3) for p in paths],
                 "url": caption({url!r}),
                 "class": type(rate).__name__,
             }}
+            for row in out["explained"]:
+                row["map"] = [list(row["map"].shape), float(row["map"].min()), float(row["map"].max())]
             print(json.dumps(out))
             """,
             tmp_path,
@@ -103,6 +107,18 @@ def test_pipelines_from_a_saved_folder_agree_with_the_app(model_dirs, photos, tm
     assert ratings[-1] == pytest.approx(app[0]["rating"], abs=1e-5)  # the URL serves photo 0
     assert out["one"]["rating"] == out["pil"]["rating"] == pytest.approx(app[0]["rating"], abs=1e-5)
     assert len(set(np.round(ratings, 4))) > 1  # different photos, different ratings
+    # every rating has its calibrated interval; `explain` adds the map over the letterboxed square
+    with torch.no_grad():
+        pixels = rating_model.processor([rating_model.load_image(str(p)) for p in photos])
+        output = rating_model.model(**pixels)
+    for row, interval in zip(out["batch"], output.interval.tolist(), strict=False):
+        assert row["interval"] == pytest.approx(interval, abs=1e-5) and row["coverage"] == 0.9
+        assert row["interval"][0] <= row["rating"] <= row["interval"][1]
+    side = rating_model.model.config.image_size
+    for row, plain in zip(out["explained"], out["batch"], strict=False):
+        assert row["rating"] == pytest.approx(plain["rating"], abs=1e-5)
+        assert row["map"] == [[side, side], pytest.approx(row["map"][1]), 1.0]
+        assert 0.0 <= row["map"][1] < 1.0
     assert [c[0]["generated_text"] for c in out["greedy"]] == [a["caption"] for a in app]
     assert [c[0]["generated_text"] for c in out["beam"]] == app_beam
     assert out["url"][0]["generated_text"] == app[0]["caption"]

@@ -70,13 +70,18 @@ def test_folder_agrees_with_the_app_and_bad_photos_are_rows(model_dirs, photo_fo
              "p0.jpg", "p1.jpg", "p3.jpg", "p4.jpg"]  # fmt: skip
     assert table["file"].tolist() == files == table["key"].tolist()  # sorted, notes.txt skipped
     assert table["index"].tolist() == list(range(len(files)))
-    assert list(table.columns) == ["index", "key", "file", "rating", "caption", "caption_score",
-                                   "error"]  # fmt: skip
+    assert list(table.columns) == ["index", "key", "file", "rating", "rating_low", "rating_high",
+                                   "caption", "caption_score", "error"]  # fmt: skip
     bad = table[table["error"].notna()]
     assert bad["file"].tolist() == ["broken.jpg", "empty.png", "more/truncated.jpg"]
     assert "empty (0 bytes)" in bad["error"].iloc[1] and "truncated" in bad["error"].iloc[2]
     assert all(name in error for name, error in zip(bad["file"], bad["error"], strict=True))
-    assert bad[["rating", "caption", "caption_score"]].isna().all().all()
+    assert (
+        bad[["rating", "rating_low", "rating_high", "caption", "caption_score"]].isna().all().all()
+    )
+    ok = table[table["error"].isna()]
+    assert (ok["rating_low"] <= ok["rating"]).all() and (ok["rating"] <= ok["rating_high"]).all()
+    assert (ok["rating_high"] - ok["rating_low"] > 0).all()
 
     rating, caption = (serving.load_model(t, model_dirs[t]) for t in ("rating", "caption"))
     app = serving.predict_batch([photo_folder / f for f in files], rating, caption, num_beams=3)
@@ -104,8 +109,9 @@ def test_dataset_split_has_the_true_values(model_dirs, tiny_synthetic, tmp_path)
     split = datasets.load_from_disk(str(tiny_synthetic))["validation"]
     table = run(model_dirs, "--dataset", str(tiny_synthetic), "--split", "validation",
                 "--output", str(tmp_path / "p.parquet"))  # fmt: skip
-    assert list(table.columns) == ["index", "key", "product_id", "rating", "caption",
-                                   "caption_score", "error", "true_rating", "true_caption"]  # fmt: skip
+    assert list(table.columns) == ["index", "key", "product_id", "rating", "rating_low",
+                                   "rating_high", "caption", "caption_score", "error",
+                                   "true_rating", "true_caption"]  # fmt: skip
     assert table["product_id"].tolist() == split["product_id"]
     assert table["key"].tolist() == [f"{p}#{i}" for i, p in enumerate(split["product_id"])]
     assert table["true_rating"].tolist() == pytest.approx(split["rating"])
@@ -129,7 +135,8 @@ def test_dataset_without_labels_and_either_model_alone(model_dirs, tiny_syntheti
     args = ["--dataset", str(tmp_path / "unlabelled")]
 
     ratings = run(model_dirs, *args, "--output", str(tmp_path / "r.parquet"), models=["rating"])
-    assert list(ratings.columns) == ["index", "key", "product_id", "rating", "error"]
+    assert list(ratings.columns) == ["index", "key", "product_id", "rating", "rating_low",
+                                     "rating_high", "error"]  # fmt: skip
     assert ratings["error"].notna().tolist() == [i == 1 for i in range(len(split))]
     assert "test row 1 (" in ratings["error"][1] and "not an image" in ratings["error"][1]
     assert ratings["rating"].isna().tolist() == ratings["error"].notna().tolist()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 import timm
 import torch
@@ -18,6 +19,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 import evaluate_models
 import train_rating
 from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingModel
+from training import intervals
 from training.script import UserError
 
 from .conftest import tensorboard_scalars
@@ -140,6 +142,95 @@ def test_a_folder_saved_before_the_config_was_strict_still_loads(tmp_path):
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(pixels).predictions, loaded(pixels).predictions)
+        assert loaded(pixels).interval is None and loaded(pixels).bounds is None  # no interval
+
+
+# --- the interval ----------------------------------------------------------------------------------
+
+
+def test_conformal_margin_is_the_finite_sample_quantile():
+    scores = np.arange(1, 20, dtype=float)  # 19 scores: ceil(20 * 0.9) = 18th smallest
+    assert intervals.conformal_margin(scores, 0.9) == 18.0
+    assert intervals.conformal_margin(scores[:5], 0.9) == float("inf")  # too few for 90%
+
+
+def test_calibration_covers_new_products_and_keeps_the_narrower_interval():
+    """Noise whose size depends on the photo: the quantile head's per-photo interval (here its
+    true quantiles) must be kept, cover ~90% of fresh products and be narrower than rating +- m."""
+    rng = np.random.default_rng(0)
+
+    def products(n):
+        ratings = rng.uniform(2, 4, n)
+        scale = rng.choice([0.05, 0.6], n)  # half the photos are easy, half hard
+        labels = ratings + rng.normal(0, 1, n) * scale
+        bounds = np.stack([ratings - 1.645 * scale, ratings + 1.645 * scale], axis=1)
+        return labels, ratings, bounds
+
+    calibration = intervals.calibrate(*products(2_000), coverage=0.9, limits=(1.0, 5.0))
+    assert calibration["chosen"]["method"] == "quantile"
+    assert calibration["quantile"]["width"] < 0.8 * calibration["absolute"]["width"]
+    test = intervals.evaluate(calibration, *products(20_000), limits=(1.0, 5.0))
+    for method in ("absolute", "quantile"):
+        assert 0.87 < test[method]["coverage"] < 0.93, test
+
+
+def test_the_model_returns_the_calibrated_interval_within_the_range():
+    model = tiny_model(quantile_levels=[0.05, 0.95])
+    model.config.interval = {"method": "quantile", "coverage": 0.9, "margin": 0.25}
+    with torch.no_grad():
+        out = model.eval()(torch.randn(3, 3, 32, 32) * 50)
+    low, high = out.interval.T
+    assert torch.allclose(low, (out.bounds[:, 0] - 0.25).clamp(1, 5))
+    assert torch.allclose(high, (out.bounds[:, 1] + 0.25).clamp(1, 5))
+    assert (low <= out.predictions).all() and (out.predictions <= high).all()
+    model.config.interval = {"method": "absolute", "coverage": 0.9, "margin": 0.5}
+    with torch.no_grad():
+        out = model(torch.randn(3, 3, 32, 32))
+    assert torch.allclose(
+        out.interval, torch.stack([out.predictions - 0.5, out.predictions + 0.5], 1)
+    )
+
+
+def test_the_quantile_loss_sends_no_gradient_into_the_rating():
+    model = tiny_model(quantile_levels=[0.05, 0.95]).train()
+    pixels, labels = torch.randn(4, 3, 32, 32), torch.tensor([1.0, 2.0, 4.0, 5.0])
+    bounds = model(pixels).bounds
+    torch.autograd.grad(bounds.sum(), model.head_spread.weight)  # the head itself learns from it
+    rating_weights = [p for n, p in model.named_parameters() if not n.startswith("head_spread")]
+    grads = torch.autograd.grad(model(pixels).bounds.sum(), rating_weights, allow_unused=True)
+    assert all(g is None for g in grads)
+    assert model(pixels, labels=labels).loss > 0
+
+
+def test_interval_config_is_checked():
+    with pytest.raises(ValueError, match="needs quantile_levels"):
+        ProductRatingConfig(interval={"method": "quantile", "coverage": 0.9, "margin": 0.1})
+    with pytest.raises(ValueError, match="quantile_levels"):
+        ProductRatingConfig(quantile_levels=[0.9, 0.1])
+
+
+# --- why this rating -------------------------------------------------------------------------------
+
+
+def test_rating_map_is_one_map_per_photo_aligned_with_the_input():
+    model = train_a_little(tiny_model(), size=48)
+    pixels = torch.randn(3, 3, 48, 48)
+    with torch.no_grad():  # as in a pipeline: the map turns gradients on for itself
+        maps = model.rating_map(pixels)
+    assert (
+        maps.shape == (3, 48, 48)
+        and maps.min() >= 0
+        and maps.amax(dim=(1, 2)).allclose(torch.ones(3))
+    )
+    one = model.rating_map(pixels[1:2])
+    assert torch.allclose(one[0], maps[1], atol=1e-5)  # each photo's map is its own
+    assert not any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_rating_map_refuses_a_backbone_that_rates_from_its_class_token():
+    model = tiny_model("test_vit", image_size=32)
+    with pytest.raises(ValueError, match="class token"):
+        model.rating_map(torch.randn(1, 3, 32, 32))
 
 
 def test_config_validation():
@@ -313,6 +404,15 @@ def test_script_writes_every_output(trained):
     assert 0.0 < saved["oracle_r2"] < 1.0  # from the synthetic dataset's build report
     config = json.loads((output_dir / "config.json").read_text())
     assert config["rating_prior"] == pytest.approx(saved["train_mean"])
+    # the interval, calibrated on validation: both methods measured on test, the narrower kept
+    assert config["quantile_levels"] == pytest.approx([0.05, 0.95])
+    assert config["interval"]["coverage"] == saved["interval_nominal_coverage"] == 0.9
+    methods = saved["interval_methods"]
+    assert set(methods) == {"absolute", "quantile"}
+    kept = min(methods, key=lambda m: methods[m]["validation_width"])
+    assert config["interval"]["method"] == saved["interval_method"] == kept
+    assert saved["interval_coverage"] == methods[kept]["test_coverage"]
+    assert 0.0 <= saved["interval_coverage"] <= 1.0 and saved["interval_width"] > 0
 
 
 def test_model_card_holds_the_test_metrics(trained):
@@ -338,9 +438,13 @@ def test_tensorboard_gets_the_loss_and_mae_of_every_epoch(trained):
     history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
     epochs = [h for h in history if "eval_mae" in h]
     assert len(epochs) == 2  # --num_train_epochs 2
+    # the best model's final evaluation is logged at the last step too, after the last epoch's
+    final = json.loads((output_dir / "eval_results.json").read_text())["validation"]
     for h in epochs:
-        assert logged["eval/mae"][h["step"]] == pytest.approx(h["eval_mae"])
-        assert logged["eval/loss"][h["step"]] == pytest.approx(h["eval_loss"])
+        at_last_step = h is epochs[-1]
+        for key in ("mae", "loss"):
+            expected = [h[f"eval_{key}"]] + ([final[key]] if at_last_step else [])
+            assert any(logged[f"eval/{key}"][h["step"]] == pytest.approx(v) for v in expected)
     train_losses = {h["step"]: h["loss"] for h in history if "loss" in h}
     assert train_losses and logged["train/loss"] == pytest.approx(train_losses)
 
@@ -379,7 +483,8 @@ def test_evaluate_models_reproduces_the_training_scores(
         ["--model", str(output_dir), "--dataset", str(tiny_synthetic), "--output", str(out)]
     )
     assert json.loads(out.read_text())["model_type"] == "product_rating"
-    for key in ("mae", "rmse", "r2", "baseline_mae", "num_samples"):
+    for key in ("mae", "rmse", "r2", "baseline_mae", "num_samples", "interval_coverage",
+                "interval_width", "interval_nominal_coverage"):  # fmt: skip
         assert evaluated[key] == pytest.approx(results[key], abs=1e-5), key
     # one path for both families: the Auto classes, with the saved code allowed (auto_map)
     assert {("ProductRatingModel", True), ("ProductImageProcessor", True)} <= set(auto_loads)
@@ -502,3 +607,29 @@ def test_accelerate_launch_two_processes(tiny_synthetic, tmp_path):
     test_rows = len(datasets.load_from_disk(str(tiny_synthetic))["test"])
     assert results["num_samples"] == test_rows  # gathered from both processes, no duplicates
     assert (tmp_path / "model.safetensors").is_file()
+
+
+def make_demo_commands(out: Path, *starts: str) -> list[str]:
+    """The shell commands `make demo` runs (`make -n`), with OUT=out, that start with `starts`."""
+    printed = subprocess.run(
+        ["make", "-n", "demo", f"OUT={out}", "SERVE=0"], cwd=REPO_ROOT, capture_output=True,
+        text=True, check=True,
+    ).stdout.replace("\\\n", " ")  # fmt: skip
+    commands = [line.strip() for line in printed.splitlines()]
+    return [c for c in commands if any(s in c for s in starts)]
+
+
+@pytest.mark.slow
+def test_the_demo_interval_covers_85_to_95_percent_of_the_test_split(tmp_path):
+    """`make demo`'s own dataset and rating training (its commands, read from the Makefile): the
+    90% interval, calibrated on validation, covers 85-95% of the test split's products."""
+    commands = make_demo_commands(tmp_path, "hf_dataset synthetic", "train_rating.py")
+    assert len(commands) == 2, commands
+    for command in commands:
+        done = subprocess.run(command, shell=True, cwd=REPO_ROOT, env=SCRIPT_ENV,
+                              capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "rating" / "eval_results.json").read_text())
+    assert results["interval_nominal_coverage"] == 0.9 and results["num_samples"] > 150
+    assert 0.85 <= results["interval_coverage"] <= 0.95, results
+    assert results["interval_width"] < 4.0  # narrower than the whole 1-5 range
