@@ -17,6 +17,8 @@ suite runs the very code `run()` runs on the CPU with tiny models (`tests/test_b
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import os
 import tempfile
@@ -93,63 +95,28 @@ def rating_training(
     model, optimizer = _rating_model(backbone, image_size, device, compile_model)
     scaler = torch.amp.GradScaler(device.type, enabled=fp16 and device.type == "cuda")
     step = _rating_step(model, optimizer, scaler, device, fp16)
+    timed = dict(device=device, warmup=warmup, steps=steps, batch_size=batch_size)
 
     # model only: one batch already on the device, reused
     pixels = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(
         memory_format=torch.channels_last
     )
     labels = torch.rand(batch_size, device=device) * 4 + 1
-    for _ in range(warmup):
-        step(pixels, labels)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step(pixels, labels)
-    _sync(device)
-    model_only = steps * batch_size / (time.perf_counter() - start)
+    model_only = _images_per_second(step, itertools.repeat((pixels, labels)), **timed)
 
-    # end to end: the stored dataset through the training pipeline
+    # end to end: the stored dataset through the training pipeline, uint8 batches normalised on the
+    # device (what train_rating.py does), then float batches normalised in the workers
     processor = ProductImageProcessor(image_size=image_size)
-
-    def end_to_end(normalize_on_device: bool) -> float:
-        splits = datasets.load_from_disk(dataset_dir)
-        train_rating.attach_transforms(
-            splits, processor, weight_by_rating_count=False, normalize=not normalize_on_device
-        )
-        loader = DataLoader(
-            splits["train"],
-            batch_size=batch_size,
-            shuffle=True,
-            drop_last=True,
-            num_workers=num_workers,
-            pin_memory=device.type == "cuda",
-            persistent_workers=num_workers > 0,
-            prefetch_factor=4 if num_workers > 0 else None,
-            collate_fn=train_rating.collate,
-        )
-
-        def batches():
-            while True:
-                for batch in loader:
-                    x = batch["pixel_values"].to(device, non_blocking=True)
-                    if normalize_on_device:  # what train_rating.RatingTrainer does
-                        x = processor.normalize(x)
-                    yield (
-                        x.contiguous(memory_format=torch.channels_last),
-                        batch["labels"].to(device),
-                    )
-
-        stream = batches()
-        for _ in range(warmup):
-            step(*next(stream))
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step(*next(stream))
-        _sync(device)
-        return steps * batch_size / (time.perf_counter() - start)
-
-    uint8_rate, float_rate = end_to_end(True), end_to_end(False)
+    batches = functools.partial(
+        _training_batches,
+        dataset_dir,
+        processor,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+    )
+    uint8_rate = _images_per_second(step, batches(normalize_on_device=True), **timed)
+    float_rate = _images_per_second(step, batches(normalize_on_device=False), **timed)
     return {
         "name": f"rating training, {backbone}, {'fp16' if fp16 else 'fp32'}, channels_last"
         + (", torch.compile" if compile_model else ""),
@@ -161,6 +128,51 @@ def rating_training(
         "end_to_end_fraction_of_model_only": round(uint8_rate / model_only, 3),
         "end_to_end_normalised_in_workers_images_per_s": round(float_rate, 1),
     }
+
+
+def _images_per_second(step, batches, *, device, warmup: int, steps: int, batch_size: int) -> float:
+    """`warmup` untimed steps, then images/s over `steps` timed ones."""
+    for _ in range(warmup):
+        step(*next(batches))
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(*next(batches))
+    _sync(device)
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def _training_batches(
+    dataset_dir: str,
+    processor: ProductImageProcessor,
+    *,
+    normalize_on_device: bool,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+):
+    """Endless (pixel_values, labels) on the device, from train_rating.py's own data pipeline."""
+    splits = datasets.load_from_disk(dataset_dir)
+    train_rating.attach_transforms(
+        splits, processor, weight_by_rating_count=False, normalize=not normalize_on_device
+    )
+    loader = DataLoader(
+        splits["train"],
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+        collate_fn=train_rating.collate,
+    )
+    while True:
+        for batch in loader:
+            x = batch["pixel_values"].to(device, non_blocking=True)
+            if normalize_on_device:  # what train_rating.RatingTrainer does
+                x = processor.normalize(x)
+            yield x.contiguous(memory_format=torch.channels_last), batch["labels"].to(device)
 
 
 @torch.inference_mode()

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +30,9 @@ import datasets
 from .build import BuildError, base_features, check_output, source_summary, write_dataset
 from .download import (
     DownloadConfig,
-    DownloadFailed,
     DownloadRun,
     ImageCache,
+    ImageRecords,
     add_image_arguments,
 )
 
@@ -234,8 +233,48 @@ def build(
     cache_dir = Path(cache_dir) if cache_dir else output.with_name(output.name + ".cache")
     path = resolve_metadata(str(metadata), cache_dir / "metadata")
 
-    # Pass 1: what the filters keep, and why the rest goes (the record-level report).
     dropped_records, dropped_images = collections.Counter(), collections.Counter()
+    products, total = _count_selected(path, filters, dropped_records, dropped_images)
+    run = DownloadRun(ImageCache(cache_dir, download.max_side), download)
+    to_records = ImageRecords(dropped_images)
+
+    def records():
+        # Pass 2: the same rows again (the filters are deterministic, the drops counted in pass 1),
+        # now with their images.
+        rows = select(
+            read_records(path, collections.Counter()),
+            filters,
+            collections.Counter(),
+            collections.Counter(),
+        )
+        yield from to_records(run(rows, url_of=lambda row: row["image_url"], total=total))
+        if not to_records.kept:
+            raise BuildError(f"none of the {total} images could be used ({dict(dropped_images)})")
+
+    def summarize(dataset) -> dict:
+        seconds = to_records.seconds
+        rate = round(total / seconds, 1) if seconds else None
+        downloads = {**run.stats.as_dict(), "images_per_second": rate}
+        return source_summary(dataset, {"dropped_images": dropped_images}, seconds, downloads)
+
+    return write_dataset(
+        records,
+        output,
+        features=base_features(EXTRA_COLUMNS),
+        report=_report(metadata, filters, download, products, total, dropped_records),
+        card=_card(metadata, filters, download.max_side),
+        overwrite=overwrite,
+        summarize=summarize,
+    )
+
+
+def _count_selected(
+    path: Path,
+    filters: Filters,
+    dropped_records: collections.Counter,
+    dropped_images: collections.Counter,
+) -> tuple[int, int]:
+    """Pass 1: how many products and images the filters keep; the counters get why the rest goes."""
     products, total = set(), 0
     for row in select(
         read_records(path, dropped_records), filters, dropped_records, dropped_images
@@ -246,36 +285,19 @@ def build(
         raise BuildError(
             f"no record of {path} passes the filters (dropped: {dict(dropped_records) or 'none'})"
         )
+    return len(products), total
 
-    run = DownloadRun(ImageCache(cache_dir, download.max_side), download)
-    timing = {}
 
-    def records():
-        # Pass 2: the same rows again (the filters are deterministic), now with their images.
-        rows = select(
-            read_records(path, collections.Counter()),
-            filters,
-            collections.Counter(),
-            collections.Counter(),
-        )
-        start, kept = time.perf_counter(), 0
-        for row, result in run(rows, url_of=lambda row: row["image_url"], total=total):
-            if isinstance(result, DownloadFailed):
-                dropped_images[result.reason] += 1
-                continue
-            kept += 1
-            yield {**row, "image": {"bytes": result, "path": None}}
-        timing["seconds"] = time.perf_counter() - start
-        if not kept:
-            raise BuildError(f"none of the {total} images could be used ({dict(dropped_images)})")
-
-    def summarize(dataset) -> dict:
-        seconds = timing.get("seconds", 0.0)
-        rate = round(total / seconds, 1) if seconds else None
-        downloads = {**run.stats.as_dict(), "images_per_second": rate}
-        return source_summary(dataset, {"dropped_images": dropped_images}, seconds, downloads)
-
-    report = {
+def _report(
+    metadata,
+    filters: Filters,
+    download: DownloadConfig,
+    products: int,
+    images: int,
+    dropped_records: collections.Counter,
+) -> dict:
+    """The build report's own entries: the arguments and what pass 1 selected and dropped."""
+    return {
         "source": "amazon",
         "metadata": str(metadata),
         "filters": {
@@ -290,15 +312,18 @@ def build(
             "format": "JPEG q90",
             "max_pixels": download.max_pixels,
         },
-        "selected": {"products": len(products), "images": total},
+        "selected": {"products": products, "images": images},
         "dropped_records": dict(sorted(dropped_records.items())),
     }
-    card = {
+
+
+def _card(metadata, filters: Filters, max_side: int) -> dict:
+    return {
         "pretty_name": "Amazon Fashion products (Amazon Reviews 2023)",
         "summary": (
             "Product photos from the Amazon Reviews 2023 `Amazon_Fashion` item metadata, each with its "
             "star rating (`average_rating`, 1-5), the number of ratings behind it (`rating_number`) "
-            "and its product title as the caption. " + describe_filters(filters, download.max_side)
+            "and its product title as the caption. " + describe_filters(filters, max_side)
         ),
         "source": (
             f"Built by `python -m hf_dataset amazon --metadata {metadata}` from the item metadata of "
@@ -310,15 +335,6 @@ def build(
         "license": "other",
         "tags": ["amazon-reviews-2023"],
     }
-    return write_dataset(
-        records,
-        output,
-        features=base_features(EXTRA_COLUMNS),
-        report=report,
-        card=card,
-        overwrite=overwrite,
-        summarize=summarize,
-    )
 
 
 def describe_filters(filters: Filters, max_side: int) -> str:

@@ -296,28 +296,46 @@ def _baselines(raw: dict) -> dict:
 
 def _plots(raw: dict, stats: dict, output: Path, has_ratings: bool) -> dict[str, str]:
     """Write the PNGs; returns {plot name: file name}."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    colours = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
-    written = {}
-
-    def save(fig, name):
-        fig.tight_layout()
-        fig.savefig(output / f"{name}.png", dpi=110)
-        plt.close(fig)
-        written[name] = f"{name}.png"
-
-    def label(name):
-        return f"{name} (n={stats[name]['num_rows']:,})"
-
+    figures = _Figures(raw, stats, output)
     if has_ratings:
-        fig, ax = plt.subplots(figsize=(7, 4))
+        figures.rating_histogram()
+        figures.rating_vs_count()
+    figures.caption_length()
+    figures.top_words()
+    figures.image_sizes()
+    figures.extra_columns()
+    return figures.written
+
+
+class _Figures:
+    """One method per plot: each draws its figure from the split columns (`raw`) or statistics
+    (`stats`) and saves it into `output`, unless there is nothing to draw."""
+
+    COLOURS = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
+
+    def __init__(self, raw: dict, stats: dict, output: Path):
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, no display
+        import matplotlib.pyplot as plt
+
+        self.plt, self.raw, self.stats, self.output = plt, raw, stats, output
+        self.written: dict[str, str] = {}
+
+    def save(self, fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(self.output / f"{name}.png", dpi=110)
+        self.plt.close(fig)
+        self.written[name] = f"{name}.png"
+
+    def label(self, name: str) -> str:
+        return f"{name} (n={self.stats[name]['num_rows']:,})"
+
+    def rating_histogram(self) -> None:
+        fig, ax = self.plt.subplots(figsize=(7, 4))
         # 0.2-wide bins whose edges fall between the 0.1 steps of averaged star ratings (4.3, 4.4, ...)
         bins = np.arange(0.95, 5.2, 0.2)
-        for name, columns in raw.items():
+        for name, columns in self.raw.items():
             if len(columns["ratings"]):
                 ax.hist(
                     columns["ratings"],
@@ -326,71 +344,78 @@ def _plots(raw: dict, stats: dict, output: Path, has_ratings: bool) -> dict[str,
                     histtype="stepfilled" if name == "train" else "step",
                     alpha=0.35 if name == "train" else 1.0,
                     linewidth=1.8,
-                    color=colours.get(name),
-                    label=label(name),
+                    color=self.COLOURS.get(name),
+                    label=self.label(name),
                 )
         ax.set(xlabel="rating", ylabel="density", title="Rating distribution by split")
         ax.set_xticks([1, 2, 3, 4, 5])
         ax.legend()
-        save(fig, "rating_histogram")
+        self.save(fig, "rating_histogram")
 
-        if any(columns["pairs"] for columns in raw.values()):
-            fig, ax = plt.subplots(figsize=(7, 4.5))
-            for name, columns in raw.items():
-                if columns["pairs"]:
-                    r, c = np.asarray(columns["pairs"], dtype=np.float64).T
-                    ax.scatter(
-                        c,
-                        r,
-                        s=8,
-                        alpha=0.4,
-                        color=colours.get(name),
-                        label=label(name),
-                        rasterized=True,
-                    )
-            ax.set_xscale("log")
-            ax.set(
-                xlabel="rating count (log scale)",
-                ylabel="rating",
-                title="Rating vs number of ratings",
-            )
-            ax.legend(markerscale=2)
-            save(fig, "rating_vs_count")
+    def rating_vs_count(self) -> None:
+        if not any(columns["pairs"] for columns in self.raw.values()):
+            return
+        fig, ax = self.plt.subplots(figsize=(7, 4.5))
+        for name, columns in self.raw.items():
+            if columns["pairs"]:
+                r, c = np.asarray(columns["pairs"], dtype=np.float64).T
+                ax.scatter(
+                    c,
+                    r,
+                    s=8,
+                    alpha=0.4,
+                    color=self.COLOURS.get(name),
+                    label=self.label(name),
+                    rasterized=True,
+                )
+        ax.set_xscale("log")
+        ax.set(
+            xlabel="rating count (log scale)",
+            ylabel="rating",
+            title="Rating vs number of ratings",
+        )
+        ax.legend(markerscale=2)
+        self.save(fig, "rating_vs_count")
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    lengths = np.concatenate([c["lengths"] for c in raw.values()])
-    shortest, longest = (int(lengths.min()), int(lengths.max())) if len(lengths) else (0, 1)
-    bins = np.arange(shortest - 0.5, longest + 1.5, 1)
-    for name, columns in raw.items():
-        if len(columns["lengths"]):
-            ax.hist(
-                columns["lengths"],
-                bins=bins,
-                density=True,
-                histtype="step",
-                linewidth=1.8,
-                color=colours.get(name),
-                label=label(name),
-            )
-    ax.set(xlabel="caption length (words)", ylabel="share of captions", title="Caption length")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend()
-    save(fig, "caption_length")
+    def caption_length(self) -> None:
+        fig, ax = self.plt.subplots(figsize=(7, 4))
+        lengths = np.concatenate([c["lengths"] for c in self.raw.values()])
+        shortest, longest = (int(lengths.min()), int(lengths.max())) if len(lengths) else (0, 1)
+        bins = np.arange(shortest - 0.5, longest + 1.5, 1)
+        for name, columns in self.raw.items():
+            if len(columns["lengths"]):
+                ax.hist(
+                    columns["lengths"],
+                    bins=bins,
+                    density=True,
+                    histtype="step",
+                    linewidth=1.8,
+                    color=self.COLOURS.get(name),
+                    label=self.label(name),
+                )
+        ax.set(xlabel="caption length (words)", ylabel="share of captions", title="Caption length")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend()
+        self.save(fig, "caption_length")
 
-    train_top = stats.get("train", {}).get("caption", {}).get("top_words", [])
-    if train_top:
-        fig, ax = plt.subplots(figsize=(7, 5.5))
+    def top_words(self) -> None:
+        train_top = self.stats.get("train", {}).get("caption", {}).get("top_words", [])
+        if not train_top:
+            return
+        fig, ax = self.plt.subplots(figsize=(7, 5.5))
         names, counts = zip(*reversed(train_top), strict=True)
         ax.barh(names, counts, color="tab:blue")
-        vocab = stats["train"]["caption"]["vocab_size"]
+        vocab = self.stats["train"]["caption"]["vocab_size"]
         ax.set(xlabel="occurrences", title=f"Most frequent train words (vocabulary {vocab:,})")
-        save(fig, "top_words")
+        self.save(fig, "top_words")
 
-    # One point per distinct (width, height), its area growing with the number of images of that size:
-    # resized datasets collapse onto a few points (or one line at the size cap).
-    sizes = Counter(size for columns in raw.values() for size in columns["sizes"])
-    if sizes:
-        fig, ax = plt.subplots(figsize=(6, 5))
+    def image_sizes(self) -> None:
+        """One point per distinct (width, height), its area growing with the number of images of
+        that size: resized datasets collapse onto a few points (or one line at the size cap)."""
+        sizes = Counter(size for columns in self.raw.values() for size in columns["sizes"])
+        if not sizes:
+            return
+        fig, ax = self.plt.subplots(figsize=(6, 5))
         (w, h), n = sizes.most_common(1)[0]
         total = sum(sizes.values())
         points = np.asarray(list(sizes), dtype=np.float64)
@@ -404,16 +429,19 @@ def _plots(raw: dict, stats: dict, output: Path, has_ratings: bool) -> dict[str,
             ylabel="height (px)",
             title=f"Image sizes: {len(sizes):,} distinct; most common {w}x{h} ({n / total:.0%})",
         )
-        save(fig, "image_sizes")
+        self.save(fig, "image_sizes")
 
-    extras = [c for c in next(iter(stats.values()))["extras"]] if stats else []
-    if extras:
+    def extra_columns(self) -> None:
+        """The 10 most common values of each extra column, one panel each, all splits together."""
+        extras = list(next(iter(self.stats.values()))["extras"]) if self.stats else []
+        if not extras:
+            return
         cols = min(3, len(extras))
         rows = -(-len(extras) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+        fig, axes = self.plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
         for axis, column in zip(axes.flat, extras, strict=False):
             total = Counter()
-            for columns in raw.values():
+            for columns in self.raw.values():
                 total.update(v for v in columns["extras"][column] if v is not None)
             top = total.most_common(10)
             if top:
@@ -425,8 +453,7 @@ def _plots(raw: dict, stats: dict, output: Path, has_ratings: bool) -> dict[str,
         for axis in list(axes.flat)[len(extras) :]:
             axis.axis("off")
         fig.suptitle("Extra columns, all splits", fontsize=11)
-        save(fig, "extra_columns")
-    return written
+        self.save(fig, "extra_columns")
 
 
 # ------------------------------------------------------------------------------------- analyze

@@ -36,47 +36,8 @@ def _dataset_info(dataset: datasets.DatasetDict) -> dict:
     }
 
 
-def write_dataset_card(
-    folder: Path,
-    dataset: datasets.DatasetDict,
-    report: dict,
-    *,
-    pretty_name: str,
-    summary: str,
-    source: str,
-    license: str,
-    tags: list[str] | None = None,
-) -> DatasetCard:
-    """Write `folder/README.md` for a dataset saved with `save_to_disk`.
-
-    Args:
-        folder: the saved dataset folder.
-        dataset: the dataset as loaded back from `folder` (sizes are read from it).
-        report: the build report, summarised in the card.
-        pretty_name / summary / source / license / tags: the source's own words.
-    """
-    total = sum(len(dataset[name]) for name in SPLITS)
-    data = DatasetCardData(
-        pretty_name=pretty_name,
-        license=license,
-        language="en",
-        task_categories=["image-to-text", "image-classification"],
-        size_categories=_size_category(total),
-        tags=["fashion", "product-rating", "image-captioning", *(tags or [])],
-        configs=[
-            {
-                "config_name": "default",
-                "data_files": [{"split": name, "path": f"{name}/data-*.arrow"} for name in SPLITS],
-            }
-        ],
-        dataset_info=_dataset_info(dataset),
-    )
-    features = next(iter(dataset.values())).features
-    columns = "\n".join(
-        f"| `{name}` | {_describe(feature)} |" for name, feature in features.items()
-    )
-    splits = "\n".join(f"| {name} | {len(dataset[name]):,} |" for name in SPLITS)
-    body = f"""# {pretty_name}
+# The card's text below the YAML; `{report_json}` is the build report, in full.
+BODY = """# {pretty_name}
 
 {summary}
 
@@ -101,10 +62,10 @@ source keeps every old product in its split.
 
 ## Build report
 
-{_report_summary(report)}
+{report_summary}
 
 ```json
-{json.dumps(report, indent=2)}
+{report_json}
 ```
 
 ## Usage
@@ -117,9 +78,65 @@ example = dataset["train"][0]
 example["image"], example["caption"], example["rating"]
 ```
 """
+
+
+def write_dataset_card(
+    folder: Path,
+    dataset: datasets.DatasetDict,
+    report: dict,
+    *,
+    pretty_name: str,
+    summary: str,
+    source: str,
+    license: str,
+    tags: list[str] | None = None,
+) -> DatasetCard:
+    """Write `folder/README.md` for a dataset saved with `save_to_disk`.
+
+    Args:
+        folder: the saved dataset folder.
+        dataset: the dataset as loaded back from `folder` (sizes are read from it).
+        report: the build report, summarised in the card.
+        pretty_name / summary / source / license / tags: the source's own words.
+    """
+    data = _card_data(dataset, pretty_name, license, tags or [])
+    features = next(iter(dataset.values())).features
+    body = BODY.format(
+        pretty_name=pretty_name,
+        summary=summary,
+        source=source,
+        columns="\n".join(
+            f"| `{name}` | {_describe(feature)} |" for name, feature in features.items()
+        ),
+        splits="\n".join(f"| {name} | {len(dataset[name]):,} |" for name in SPLITS),
+        report_summary=_report_summary(report),
+        report_json=json.dumps(report, indent=2),
+    )
     card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
     card.save(folder / "README.md")
     return card
+
+
+def _card_data(
+    dataset: datasets.DatasetDict, pretty_name: str, license: str, tags: list[str]
+) -> DatasetCardData:
+    """The Hub's YAML metadata: what the dataset is for, its size, and where each split's files are."""
+    total = sum(len(dataset[name]) for name in SPLITS)
+    return DatasetCardData(
+        pretty_name=pretty_name,
+        license=license,
+        language="en",
+        task_categories=["image-to-text", "image-classification"],
+        size_categories=_size_category(total),
+        tags=["fashion", "product-rating", "image-captioning", *tags],
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": name, "path": f"{name}/data-*.arrow"} for name in SPLITS],
+            }
+        ],
+        dataset_info=_dataset_info(dataset),
+    )
 
 
 def _report_summary(report: dict) -> str:

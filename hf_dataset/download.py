@@ -12,6 +12,9 @@ and the size cap, so a killed run resumes without downloading again and never le
 file. Failures that will not change on a retry (4xx, not an image, too large) are cached as small
 `.fail` markers, so a rerun does not hit dead links again; transient ones (timeouts, 5xx, connection
 errors) are not, so a rerun retries them.
+
+`ImageRecords` turns the images, downloaded here or read from disk by the folder source, into dataset
+records, counting each one dropped.
 """
 
 from __future__ import annotations
@@ -286,6 +289,46 @@ class DownloadRun:
                     cached=self.stats.from_cache, failed=self.stats.failed, refresh=False
                 )
                 yield item, result
+
+
+class ImageRecords:
+    """The last step every image source shares: `(row, image bytes or DownloadFailed)` pairs, as
+    `ordered_map` and `DownloadRun` yield them, become dataset records; each drop is counted.
+
+    Args:
+        dropped: the counts by reason (`http_404`, `missing_file`, ...), updated as records stream.
+        unique_images: also drop an image identical to an earlier one (`duplicate_image`).
+        omit: row keys that are not dataset columns (a source's file name, say).
+    """
+
+    def __init__(
+        self,
+        dropped: collections.Counter,
+        *,
+        unique_images: bool = False,
+        omit: tuple[str, ...] = (),
+    ):
+        self.dropped, self.unique_images, self.omit = dropped, unique_images, omit
+        self.kept = 0
+        self.seconds = 0.0  # set once the pairs are exhausted
+
+    def __call__(self, pairs: Iterable[tuple[dict, bytes | DownloadFailed]]) -> Iterator[dict]:
+        start, seen = time.perf_counter(), set()
+        for row, result in pairs:
+            if isinstance(result, DownloadFailed):
+                self.dropped[result.reason] += 1
+                continue
+            if self.unique_images:
+                # The same photo under two product ids would put one product in two splits (a leak).
+                digest = hashlib.sha256(result).digest()
+                if digest in seen:
+                    self.dropped["duplicate_image"] += 1
+                    continue
+                seen.add(digest)
+            self.kept += 1
+            record = {k: v for k, v in row.items() if k not in self.omit}
+            yield {**record, "image": {"bytes": result, "path": None}}
+        self.seconds = time.perf_counter() - start
 
 
 def download_file(url: str, destination: Path, timeout: float = 60.0) -> Path:

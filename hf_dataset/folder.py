@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import collections
 import csv
-import hashlib
+import functools
 import os
-import time
 from pathlib import Path
 
 import datasets
@@ -35,6 +34,7 @@ from .build import (
 from .download import (
     DEFAULT_MAX_PIXELS,
     DownloadFailed,
+    ImageRecords,
     add_image_arguments,
     ordered_map,
     process_image,
@@ -118,6 +118,37 @@ def build(
         workers: threads decoding and re-encoding images.
     """
     metadata = Path(metadata)
+    images = _check(metadata, images, max_products)
+    output = check_output(output, overwrite)
+
+    dropped = collections.Counter()
+    rows, extras = read_rows(metadata, dropped)
+    rows = _first_products(rows, max_products)
+    if not rows:
+        raise BuildError(f"no usable row in {metadata} (dropped: {dict(dropped) or 'none'})")
+    report = _report(metadata, images, rows, dropped, max_products, max_side, max_pixels)
+    to_records = ImageRecords(dropped, unique_images=True, omit=("filename",))
+
+    def records():
+        from tqdm.auto import tqdm
+
+        load = functools.partial(_read_image, images, max_side=max_side, max_pixels=max_pixels)
+        pairs = ordered_map(load, rows, workers=workers)
+        yield from to_records(tqdm(pairs, total=len(rows), desc="reading images", unit="img"))
+
+    return write_dataset(
+        records,
+        output,
+        features=base_features(extras),
+        report=report,
+        card=_card(metadata, images, rows, max_side),
+        overwrite=overwrite,
+        summarize=lambda dataset: source_summary(dataset, {"dropped": dropped}, to_records.seconds),
+    )
+
+
+def _check(metadata: Path, images: str | os.PathLike | None, max_products: int | None) -> Path:
+    """The images folder, once the arguments are known to be usable."""
     if not metadata.is_file():
         raise BuildError(f"metadata CSV not found: {metadata}")
     images = Path(images) if images else metadata.parent / "images"
@@ -125,51 +156,44 @@ def build(
         raise BuildError(f"images folder not found: {images}")
     if max_products is not None and max_products < 1:
         raise BuildError(f"--max_products must be a positive integer, got {max_products}")
-    output = check_output(output, overwrite)
+    return images
 
-    dropped = collections.Counter()
-    rows, extras = read_rows(metadata, dropped)
-    if max_products is not None:
-        keep = list(dict.fromkeys(r["product_id"] for r in rows))[:max_products]
-        keep = set(keep)
-        rows = [r for r in rows if r["product_id"] in keep]
-    if not rows:
-        raise BuildError(f"no usable row in {metadata} (dropped: {dict(dropped) or 'none'})")
-    timing = {}
 
-    def load(row: dict) -> bytes | DownloadFailed:
-        try:
-            data = (images / row["filename"]).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return DownloadFailed("missing_file", row["filename"])
-        except OSError as error:
-            return DownloadFailed("invalid_image", f"{row['filename']}: {error}")
-        try:
-            return process_image(data, max_side, max_pixels)
-        except DownloadFailed as failure:
-            return failure
+def _first_products(rows: list[dict], max_products: int | None) -> list[dict]:
+    """The rows of the first `max_products` distinct product ids (all rows for None)."""
+    if max_products is None:
+        return rows
+    keep = set(list(dict.fromkeys(r["product_id"] for r in rows))[:max_products])
+    return [r for r in rows if r["product_id"] in keep]
 
-    def records():
-        from tqdm.auto import tqdm
 
-        start = time.perf_counter()
-        results = ordered_map(load, rows, workers=workers)
-        seen_images = set()
-        for row, result in tqdm(results, total=len(rows), desc="reading images", unit="img"):
-            if isinstance(result, DownloadFailed):
-                dropped[result.reason] += 1
-                continue
-            # The same photo under two product ids would put one product in two splits (a leak).
-            digest = hashlib.sha256(result).digest()
-            if digest in seen_images:
-                dropped["duplicate_image"] += 1
-                continue
-            seen_images.add(digest)
-            record = {k: v for k, v in row.items() if k != "filename"}
-            yield {**record, "image": {"bytes": result, "path": None}}
-        timing["seconds"] = time.perf_counter() - start
+def _read_image(
+    images: Path, row: dict, *, max_side: int, max_pixels: int
+) -> bytes | DownloadFailed:
+    """The row's file, verified and re-encoded like a downloaded image, or why it cannot be used."""
+    try:
+        data = (images / row["filename"]).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return DownloadFailed("missing_file", row["filename"])
+    except OSError as error:
+        return DownloadFailed("invalid_image", f"{row['filename']}: {error}")
+    try:
+        return process_image(data, max_side, max_pixels)
+    except DownloadFailed as failure:
+        return failure
 
-    report = {
+
+def _report(
+    metadata: Path,
+    images: Path,
+    rows: list[dict],
+    dropped: collections.Counter,
+    max_products: int | None,
+    max_side: int,
+    max_pixels: int,
+) -> dict:
+    """The build report's own entries; `rows_read` counts the rows the CSV reading dropped."""
+    return {
         "source": "folder",
         "metadata": str(metadata),
         "images": str(images),
@@ -177,8 +201,11 @@ def build(
         "max_products": max_products,
         "image": {"max_side": max_side, "format": "JPEG q90", "max_pixels": max_pixels},
     }
+
+
+def _card(metadata: Path, images: Path, rows: list[dict], max_side: int) -> dict:
     has_rating = any(r["rating"] is not None for r in rows)
-    card = {
+    return {
         "pretty_name": f"Fashion products ({metadata.parent.name})",
         "summary": (
             f"Product photos from `{images.name}/` with the titles of `{metadata.name}` as captions"
@@ -193,17 +220,6 @@ def build(
         "license": "other",
         "tags": ["fashion-catalogue"],
     }
-    return write_dataset(
-        records,
-        output,
-        features=base_features(extras),
-        report=report,
-        card=card,
-        overwrite=overwrite,
-        summarize=lambda dataset: source_summary(
-            dataset, {"dropped": dropped}, timing.get("seconds", 0.0)
-        ),
-    )
 
 
 def add_arguments(parser) -> None:

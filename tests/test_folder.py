@@ -130,3 +130,29 @@ def test_real_fashion_products(shared_data, tmp_path):
         assert row["rating"] is None and row["image"].size == (224, 224)
     card = (output / "README.md").read_text()
     assert "check its license" in card and "no ratings" in card
+
+
+def test_image_records_keep_order_and_count_every_drop():
+    """The stage both image sources share: failures and repeated photos dropped and counted."""
+    import collections
+
+    from hf_dataset.download import DownloadFailed, ImageRecords
+
+    pairs = [
+        ({"product_id": "a", "filename": "a.jpg"}, b"A"),
+        ({"product_id": "b", "filename": "b.jpg"}, DownloadFailed("missing_file", "b.jpg")),
+        ({"product_id": "c", "filename": "c.jpg"}, b"A"),  # the same photo as a
+        ({"product_id": "d", "filename": "d.jpg"}, b"D"),
+    ]
+    dropped = collections.Counter({"malformed_row": 1})
+    to_records = ImageRecords(dropped, unique_images=True, omit=("filename",))
+    records = list(to_records(pairs))
+    assert records == [
+        {"product_id": "a", "image": {"bytes": b"A", "path": None}},
+        {"product_id": "d", "image": {"bytes": b"D", "path": None}},
+    ]
+    assert dropped == {"malformed_row": 1, "missing_file": 1, "duplicate_image": 1}
+    assert to_records.kept == 2 and to_records.seconds > 0
+    # Without unique_images (amazon dedupes by URL before downloading) the copy is kept, row whole.
+    kept = list(ImageRecords(collections.Counter())(pairs[:3]))
+    assert [r["product_id"] for r in kept] == ["a", "c"] and kept[0]["filename"] == "a.jpg"
