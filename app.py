@@ -7,8 +7,11 @@
 Each model is looked up in this order: the command-line flag, the environment variable
 (`RATING_MODEL`, `CAPTION_MODEL`: how a Hub Space names its models), `models/rating` and
 `models/caption` next to this file (where `python -m model_cards publish-space` copies local folders),
-then `outputs/demo/rating` and `outputs/demo/caption` (what `make demo` trains). A flag or
-variable may be a local folder or a Hub id. With one model the app serves that one alone.
+then `outputs/catalog/caption` (the caption model `make catalog` trains on real catalogue photos),
+then `outputs/demo/rating` and `outputs/demo/caption` (what `make demo` trains on synthetic
+drawings). A flag or variable may be a local folder or a Hub id. With one model the app serves that
+one alone. It prints which models it serves and what each was trained on (from its model card), and
+the page says so too, with a banner when a model was trained on synthetic data.
 
 Tabs: Predict (one photo), Batch (many photos or a zip; a table, a CSV and a histogram), Compare (two
 models of a kind side by side) and Model info (each model's card, metrics and plots). The pieces are
@@ -30,8 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="Serve the rating and caption models in a Gradio app (also the Hub Space entry point).",
         epilog=(
             "Each model comes from its flag, else its environment variable (RATING_MODEL, CAPTION_MODEL), "
-            "else models/rating or models/caption next to app.py, else the folders `make demo` trains "
-            "(outputs/demo/rating, outputs/demo/caption)."
+            "else models/rating or models/caption next to app.py, else outputs/catalog/caption (`make "
+            "catalog`), else the folders `make demo` trains (outputs/demo/rating, outputs/demo/caption)."
         ),
     )
     parser.add_argument(
@@ -96,6 +99,7 @@ def main(argv=None) -> int:
         except ModelError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
+        print(f"serving {models[task].describe()}", file=sys.stderr)
     if not models:
         print("error: no model to serve (see above)", file=sys.stderr)
         return 1

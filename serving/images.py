@@ -22,6 +22,11 @@ class InputError(ValueError):
     """Something wrong with what the user gave (a file, a setting): shown in the page as one line."""
 
 
+class PhotoError(InputError):
+    """A photo that cannot be read (empty, not an image, truncated, too large): the page also
+    clears it, so that no broken image stays beside the message."""
+
+
 # A photo to read: a path, a function that reads a zip member into memory, or why it cannot be read.
 Source = str | Callable[[], io.BytesIO] | InputError
 

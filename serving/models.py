@@ -9,18 +9,22 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
-from .images import HERE, MAX_PIXELS, InputError
+from .cards import TrainingData, training_data
+from .images import HERE, MAX_PIXELS, PhotoError
 
 TASKS = ("rating", "caption")
 MODEL_TYPES = {"rating": "product_rating", "caption": "product_caption"}
 ENV_VARS = {"rating": "RATING_MODEL", "caption": "CAPTION_MODEL"}
+# the first that exists wins: a Space's copy, then a model trained on real photos (`make catalog`),
+# then the synthetic demo's (`make demo`)
 DEFAULT_FOLDERS = {
     "rating": ("models/rating", "outputs/demo/rating"),
-    "caption": ("models/caption", "outputs/demo/caption"),
+    "caption": ("models/caption", "outputs/catalog/caption", "outputs/demo/caption"),
 }
 TRAIN_HINTS = {
     "rating": "python train_rating.py --dataset DIR --output_dir outputs/demo/rating",
@@ -56,6 +60,18 @@ class ServedModel:
                 f"{self.source} was saved by an older version of this project (its image processor "
                 "has no load_image): save it again with the current code"
             )
+        self._training: TrainingData | None = None
+
+    @property
+    def training(self) -> TrainingData:
+        """What the model was trained on, from its card (read once)."""
+        if self._training is None:
+            self._training = training_data(self.source)
+        return self._training
+
+    def describe(self) -> str:
+        """`the rating model outputs/demo/rating, trained on synthetic fashion products (...)`"""
+        return f"the {self.task} model {self.source}, trained on {self.training.describe()}"
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=self.bf16)
@@ -67,7 +83,7 @@ class ServedModel:
         try:
             return self.image_processor.load_image(source, name=name, max_pixels=max_pixels)
         except ValueError as error:  # the processor's UnreadableImageError names the file
-            raise InputError(str(error)) from None
+            raise PhotoError(str(error)) from None
 
 
 class RatingModel(ServedModel):
@@ -75,11 +91,44 @@ class RatingModel(ServedModel):
 
     task, processor_class = "rating", AutoImageProcessor
 
-    @torch.inference_mode()
     def __call__(self, images: list[Image.Image]) -> list[float]:
+        return self.rate(images)[0]
+
+    @torch.inference_mode()
+    def rate(self, images: list[Image.Image]) -> tuple[list[float], list[list[float]] | None]:
+        """Ratings (B,) and their calibrated [low, high] intervals (B, 2), None without calibration."""
         pixel_values = self.processor(images)["pixel_values"].to(DEVICE)  # (B, 3, S, S)
         with self.autocast():
-            return self.model(pixel_values=pixel_values).predictions.tolist()  # (B,)
+            output = self.model(pixel_values=pixel_values)
+        interval = getattr(output, "interval", None)  # absent from models saved before intervals
+        return output.predictions.float().tolist(), (
+            None if interval is None else interval.float().tolist()
+        )
+
+    @property
+    def coverage(self) -> float | None:
+        """The interval's nominal coverage (0.9: 90% of true ratings inside), None without one."""
+        calibration = getattr(self.model.config, "interval", None)
+        return calibration.get("coverage") if calibration else None
+
+    @property
+    def no_interval_reason(self) -> str:
+        if not hasattr(self.model.config, "interval"):
+            return "this model was saved before intervals existed"
+        return "this model was trained without one"
+
+    def rating_map(self, image: Image.Image) -> np.ndarray | None:
+        """Grad-CAM of the rating over the model's letterboxed square, (S, S) in [0, 1]; None when
+        the model's code has no `rating_map` or its backbone cannot give one (a class-token ViT).
+        A backward pass: not under inference_mode."""
+        if not hasattr(self.model, "rating_map"):
+            return None
+        pixel_values = self.processor([image])["pixel_values"].to(DEVICE)
+        try:
+            with self.autocast():
+                return self.model.rating_map(pixel_values)[0].float().detach().cpu().numpy()
+        except ValueError:
+            return None
 
 
 class CaptionModel(ServedModel):
@@ -104,6 +153,8 @@ def _load(auto_class, source: str, task: str):
     looks_like_a_path = source.startswith((".", "/", "~")) or source.count("/") > 1  # not a Hub id
     if looks_like_a_path and not Path(source).exists():
         raise ModelError(f"could not load the {task} model {source}: no such folder")
+    if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
+        raise ModelError(f"{source} is {_what_folder(Path(source))}, not a saved {task} model")
     try:
         if auto_class is AutoModel:  # check the kind before loading any weights
             model_type = AutoConfig.from_pretrained(source, trust_remote_code=True).model_type
@@ -118,6 +169,15 @@ def _load(auto_class, source: str, task: str):
         lines = [line for line in str(error).splitlines() if line.strip()]
         reason = lines[0] if lines else type(error).__name__
         raise ModelError(f"could not load the {task} model {source}: {reason}") from None
+
+
+def _what_folder(folder: Path) -> str:
+    """A folder without config.json in a few words (transformers' own message is a paragraph)."""
+    if any((folder / name).is_file() for name in ("dataset_dict.json", "dataset_info.json")):
+        return "a dataset folder"
+    if any(folder.glob("checkpoint-*/config.json")):
+        return "a training folder without a final model (only checkpoint-* folders)"
+    return "a folder without config.json"
 
 
 def load_model(task: str, source: str | Path, bf16: bool = False) -> RatingModel | CaptionModel:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from .attention import caption_attention
+from .attention import caption_details
 from .images import MAX_PIXELS, InputError, Source, collect_images
 from .models import CaptionModel, RatingModel, ServedModel
 
@@ -35,39 +36,65 @@ def predict(
     caption_model: CaptionModel | None,
     num_beams: int = 3,
     max_pixels: int = MAX_PIXELS,
+    rating_map: bool = False,
 ) -> dict:
-    """One photo -> `{"rating": float | None, "caption": str | None, "latency_ms": {...}, ...}`.
+    """One photo -> the data, for the page and the API alike:
 
-    `latency_ms` has `decode`, `rating`, `caption` (each model's own time) and `total`; with an
-    attention caption model, `attention` holds the photo, the caption's words and their weights
-    (`serving.attention.attention_figure` draws them).
+        rating         float in [1, 5], or None without a rating model
+        interval       [low, high] at `coverage` (0.9: 90% of true ratings inside), or None
+        caption        the product title, or None without a caption model
+        caption_score  its mean log-probability per word, end included (<= 0; higher: surer)
+        words          [{"word", "probability"}] in the title's order
+        latency_ms     decode, rating (rating_map), caption, total: each step's own time
+
+    plus what the figure is drawn from: `attention` (the photo, the words, their (L, N) weights, the
+    model's side) for a caption model with attention, `rating_map` ((S, S) Grad-CAM, when asked and
+    the model has it).
     """
     num_beams = check_beams(num_beams)
     reader = _reader(rating_model, caption_model)
     start = time.perf_counter()
     picture = reader.load_image(image, max_pixels=max_pixels)
-    latency = {"decode": (time.perf_counter() - start) * 1000}
-    rating = caption = None
+    latency = {"decode": _ms(start)}
+    result = {"rating": None, "interval": None, "coverage": None, "caption": None,
+              "caption_score": None, "words": [], "num_beams": num_beams, "attention": None,
+              "rating_map": None}  # fmt: skip
     if rating_model is not None:
         tick = time.perf_counter()
-        rating = rating_model([picture])[0]
-        latency["rating"] = (time.perf_counter() - tick) * 1000
-    attention = None
+        ratings, intervals = rating_model.rate([picture])
+        result["rating"] = ratings[0]
+        if intervals is not None:
+            result["interval"], result["coverage"] = intervals[0], rating_model.coverage
+        latency["rating"] = _ms(tick)
+        if rating_map:
+            tick = time.perf_counter()
+            result["rating_map"] = rating_model.rating_map(picture)
+            latency["rating_map"] = _ms(tick)
     if caption_model is not None:
         tick = time.perf_counter()
-        if caption_model.model.config.attention:  # the same caption, and where it looked per word
-            with caption_model.autocast():
-                caption, words, weights = caption_attention(
-                    caption_model.model, caption_model.processor, picture, num_beams
-                )
-            attention = {"photo": picture, "words": words, "weights": weights,
-                         "side": caption_model.image_processor.image_size}  # fmt: skip
-        else:
-            caption = caption_model([picture], num_beams=num_beams)[0]
-        latency["caption"] = (time.perf_counter() - tick) * 1000
-    latency["total"] = (time.perf_counter() - start) * 1000
-    return {"rating": rating, "caption": caption, "latency_ms": latency, "num_beams": num_beams,
-            "attention": attention}  # fmt: skip
+        with caption_model.autocast():
+            details = caption_details(
+                caption_model.model, caption_model.processor, picture, num_beams
+            )
+        latency["caption"] = _ms(tick)
+        result["caption"] = details["caption"]
+        scores = details["log_probs"]
+        result["caption_score"] = sum(scores) / len(scores) if scores else None
+        result["words"] = [{"word": w, "probability": math.exp(lp)}
+                           for w, lp in zip(details["words"], scores, strict=False)]  # fmt: skip
+        if details["weights"] is not None:
+            result["attention"] = {"photo": picture, "words": details["words"],
+                                   "weights": details["weights"],
+                                   "side": caption_model.image_processor.image_size}  # fmt: skip
+    if result["attention"] is None and result["rating_map"] is not None:
+        result["attention"] = {"photo": picture, "words": [], "weights": None, "side": None}
+    latency["total"] = _ms(start)
+    result["latency_ms"] = latency
+    return result
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
 
 
 def predict_batch(
@@ -89,16 +116,23 @@ def predict_batch(
     items = _collect(files)
 
     def columns(images):
-        n = len(images)
-        ratings = rating_model(images) if rating_model else [None] * n
-        captions = caption_model(images, num_beams=num_beams) if caption_model else [None] * n
-        return [{"rating": r, "caption": c} for r, c in zip(ratings, captions, strict=True)]
+        rows = [{} for _ in images]
+        if rating_model is not None:
+            ratings, intervals = rating_model.rate(images)
+            for i, row in enumerate(rows):
+                row["rating"] = ratings[i]
+                if intervals is not None:
+                    row["rating_low"], row["rating_high"] = intervals[i]
+        if caption_model is not None:
+            for row, caption in zip(rows, caption_model(images, num_beams=num_beams), strict=True):
+                row["caption"] = caption
+        return rows
 
     rows = _in_chunks(items, columns, reader, max_pixels, progress, thumbnails)
-    table = pd.DataFrame(rows, columns=["file", "rating", "caption", "error"])
-    return table.drop(
-        columns=[c for c, m in (("rating", rating_model), ("caption", caption_model)) if m is None]
-    )
+    served = [c for c, m in (("rating", rating_model), ("caption", caption_model)) if m is not None]
+    if rating_model is not None and rating_model.coverage is not None:
+        served[1:1] = ["rating_low", "rating_high"]  # the interval beside the rating
+    return pd.DataFrame(rows, columns=["file", *served, "error"])
 
 
 def compare_models(
