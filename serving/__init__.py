@@ -6,9 +6,10 @@ is third-party or from this package, and the model code comes with each saved mo
 
     images.py     uploads and zip archives -> the photos to predict
     models.py     finding, loading and keeping the models
+    cards.py      what a model says about itself: training data, metrics, its card for the page
     prediction.py one photo, a batch, a comparison: plain functions
-    render.py     stars, latency, histogram, summaries, model cards
-    attention.py  where the caption model looked for each word (also drawn by train_caption.py)
+    render.py     stars and the rating in words, latency, histogram, summaries, the banner
+    attention.py  where the models looked: per-word maps and the rating's Grad-CAM, one image
     ui.py         the Gradio page, one builder per tab
 
 The names below load their module on first use, so `import serving.attention` does not start gradio.
