@@ -29,6 +29,7 @@ this file creates, so neither a fresh model (timm's own backbone init) nor a loa
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -87,15 +88,6 @@ def conformal_interval(
     # a negative CQR margin could cross the bounds of a narrow photo: never below a point interval
     low, high = torch.minimum(low, predictions), torch.maximum(high, predictions)
     return torch.stack([low, high], dim=-1).clamp(*limits)  # (B, 2)
-
-
-def _as_grid(backbone: nn.Module, features: torch.Tensor) -> torch.Tensor:
-    """(B, C, h, w) as it is; a ViT's (B, N, C) tokens without its class/register tokens -> (B, C, h, w)."""
-    if features.ndim == 4:
-        return features
-    patches = features[:, getattr(backbone, "num_prefix_tokens", 0) :]  # (B, h*w, C)
-    side = math.isqrt(patches.shape[1])
-    return patches.transpose(1, 2).reshape(patches.shape[0], -1, side, side)
 
 
 def pinball_loss(prediction: torch.Tensor, target: torch.Tensor, level: float) -> torch.Tensor:
@@ -198,30 +190,26 @@ class ProductRatingModel(PreTrainedModel):
         bounds = torch.cat([centre - spread[:, :1], centre + spread[:, 1:]], dim=-1)  # (B, 2)
         return predictions, bounds
 
-    def rating_map(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Grad-CAM of the rating: where on the photo the backbone's last feature map moved it, either
-        way. (B, 3, S, S) images -> (B, S, S) maps in [0, 1], aligned with `pixel_values`.
-
-        The channel weights are the rating's mean gradient over the map's positions; the map is the
-        absolute weighted sum, because a rating is pulled down as well as up (standard Grad-CAM keeps
-        only the positive part, what raises a class score). docs/rating.md has the sanity check."""
-        if getattr(self.backbone, "global_pool", None) == "token":
-            # the head reads the class token only: the patch tokens get no gradient at the last layer
-            raise ValueError(
-                f"rating_map needs a backbone that pools over positions; {self.config.backbone} "
-                "rates from its class token"
-            )
-        with torch.enable_grad():
-            features = self.forward_features(pixel_values.to(self.dtype)).detach()
-            features.requires_grad_(True)
-            predictions, _ = self.forward_head(features)
-            (gradients,) = torch.autograd.grad(predictions.sum(), features)
-        features, gradients = _as_grid(self.backbone, features), _as_grid(self.backbone, gradients)
-        weights = gradients.float().mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
-        cam = (weights * features.float()).sum(dim=1, keepdim=True).abs()  # (B, 1, h, w)
-        cam = F.interpolate(cam, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
-        peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]  # (B, 1, 1)
-        return cam[:, 0] / peak  # (B, S, S)
+    @torch.no_grad()
+    def rating_map(self, pixel_values: torch.Tensor, patch: int | None = None) -> torch.Tensor:
+        """Occlusion map of the rating: how far the rating moves when each patch of the photo is
+        painted in its background colour (the top-left pixel: the letterbox padding or the photo's
+        backdrop). (B, 3, S, S) images -> (B, S, S) maps in [0, 1], aligned with `pixel_values`;
+        `patch` defaults to S / 8, so one photo costs 64 forward passes. It was chosen over Grad-CAM
+        on a sanity check (docs/rating.md: "Why this rating")."""
+        side = pixel_values.shape[-1]
+        patch = patch or max(1, side // 8)
+        starts = range(0, side, patch)
+        pixel_values = pixel_values.to(self.dtype)
+        maps = []
+        for image, rating in zip(pixel_values, self(pixel_values).predictions, strict=True):
+            occluded = image.repeat(len(starts) ** 2, 1, 1, 1)  # (P, 3, S, S), one per patch
+            for i, (y, x) in enumerate(itertools.product(starts, starts)):
+                occluded[i, :, y : y + patch, x : x + patch] = image[:, :1, :1]
+            change = (self(occluded).predictions - rating).abs()  # (P,)
+            maps.append(change.reshape(1, 1, len(starts), len(starts)))
+        maps = F.interpolate(torch.cat(maps).float(), size=(side, side), mode="bilinear")[:, 0]
+        return maps / maps.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]  # (B, S, S)
 
     def forward(
         self,

@@ -41,7 +41,7 @@ class ProductRatingPipeline(Pipeline):
     """Photos -> `{"rating": float, "interval": [low, high], "coverage": float}` each: the predicted
     star rating in [1, 5] and its calibrated interval (a model saved before intervals existed gives
     the rating alone). `explain=True` adds `"map"`: an (S, S) float array in [0, 1] over the
-    processor's letterboxed square, the rating's Grad-CAM (`ProductRatingModel.rating_map`)."""
+    processor's letterboxed square: how far each patch moves the rating (`ProductRatingModel.rating_map`)."""
 
     _load_image_processor = True
     _load_processor = False

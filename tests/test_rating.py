@@ -1,6 +1,7 @@
 """The rating model (tiny timm backbones, 32-64 px, CPU)."""
 
 import importlib.util
+import itertools
 import json
 import os
 import subprocess
@@ -212,25 +213,25 @@ def test_interval_config_is_checked():
 # --- why this rating -------------------------------------------------------------------------------
 
 
-def test_rating_map_is_one_map_per_photo_aligned_with_the_input():
+def test_rating_map_is_each_patch_s_rating_change_aligned_with_the_input():
     model = train_a_little(tiny_model(), size=48)
     pixels = torch.randn(3, 3, 48, 48)
-    with torch.no_grad():  # as in a pipeline: the map turns gradients on for itself
-        maps = model.rating_map(pixels)
-    assert (
-        maps.shape == (3, 48, 48)
-        and maps.min() >= 0
-        and maps.amax(dim=(1, 2)).allclose(torch.ones(3))
-    )
-    one = model.rating_map(pixels[1:2])
-    assert torch.allclose(one[0], maps[1], atol=1e-5)  # each photo's map is its own
-    assert not any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    maps = model.rating_map(pixels, patch=16)  # a 3 x 3 grid of patches
+    assert maps.shape == (3, 48, 48) and maps.min() >= 0
+    assert maps.amax(dim=(1, 2)).allclose(torch.ones(3))
+    assert torch.allclose(model.rating_map(pixels[1:2], patch=16)[0], maps[1])  # its own map
 
-
-def test_rating_map_refuses_a_backbone_that_rates_from_its_class_token():
-    model = tiny_model("test_vit", image_size=32)
-    with pytest.raises(ValueError, match="class token"):
-        model.rating_map(torch.randn(1, 3, 32, 32))
+    # by hand: photo 0 with each patch in turn painted in its top-left colour
+    with torch.no_grad():
+        rating = model(pixels[:1]).predictions
+        changes = torch.zeros(3, 3)
+        for row, col in itertools.product(range(3), range(3)):
+            painted = pixels[:1].clone()
+            painted[0, :, 16 * row : 16 * row + 16, 16 * col : 16 * col + 16] = pixels[0, :, :1, :1]
+            changes[row, col] = (model(painted).predictions - rating).abs().item()
+    smooth = torch.nn.functional.interpolate(changes[None, None], size=(48, 48), mode="bilinear")
+    assert torch.allclose(maps[0], smooth[0, 0] / smooth.max(), atol=1e-5)
+    assert not any(p.grad is not None for p in model.parameters())
 
 
 def test_config_validation():
