@@ -437,6 +437,27 @@ def test_the_maps_are_one_image_drawn_fast():
         word_grids(np.ones((2, 15)))
 
 
+def test_the_rating_map_is_drawn_always_when_cheap_else_when_asked(models, monkeypatch):
+    """The Grad-CAM map costs a backward pass: measured at start-up, drawn for every photo when
+    cheap (the tiny model: a few ms), else behind a checkbox that says what it costs."""
+    import serving.ui
+
+    def checkbox(demo):
+        (box,) = [c for c in demo.config["components"] if c["props"].get("elem_id") == "why-rating"]
+        return box["props"]
+
+    assert serving.ui.rating_map_cost(models[0]) > 0  # ~3 ms idle; the limits below: not timing
+    monkeypatch.setattr(serving.ui, "CHEAP_MAP_MS", 10**9)
+    assert checkbox(serving.create_app(*models))["visible"] is False
+    monkeypatch.setattr(serving.ui, "CHEAP_MAP_MS", 0)
+    shown = checkbox(serving.create_app(*models))
+    assert shown["visible"] is True and shown["label"].endswith("ms more)")
+    assert serving.ui.rating_map_cost(None) is None
+    result = serving.predict(serving.EXAMPLES[0], models[0], None, rating_map=True)
+    assert result["rating_map"].shape == (32, 32) and 0 <= result["rating_map"].min()
+    assert result["rating_map"].max() == pytest.approx(1.0) and "rating_map" in result["latency_ms"]
+
+
 def test_loading_the_wrong_kind_of_model_says_so(model_dirs, tmp_path, tiny_synthetic):
     with pytest.raises(serving.ModelError, match="'product_caption' model, not a rating model"):
         serving.load_model("rating", model_dirs["caption"])
