@@ -131,9 +131,34 @@ def metrics_section(task: str, results: dict, split: str = "test") -> str:
     ]
     if results.get("oracle_r2") is not None and task == "rating":
         lines += ["", f"Best achievable R^2 on this data (oracle): {results['oracle_r2']}."]
+    if "interval_coverage" in results:
+        lines += ["", _interval_sentence(results, split)]
     if "test_titles_in_train" in results:
         lines += ["", _overlap_sentence(results, split)]
     return "\n".join(lines)
+
+
+def _interval_sentence(results: dict, split: str) -> str:
+    """What the interval given with each rating promised, and what it did on the split."""
+    nominal, kept = results["interval_nominal_coverage"], results["interval_method"]
+    methods = results.get("interval_methods", {})
+    how = {"absolute": "the rating +- a fixed margin",
+           "quantile": "the quantile head's per-photo bounds, widened"}  # fmt: skip
+    text = (
+        f"Each rating comes with a {nominal:.0%} interval ({how[kept]}; split-conformal, calibrated "
+        f"on the validation split). On the {split} split it covered "
+        f"**{results['interval_coverage']:.1%}** of the products, mean width "
+        f"**{results['interval_width']:.2f}** stars."
+    )
+    other = next((m for m in methods if m != kept), None)
+    if other is not None:
+        text += (
+            f" The other interval ({how[other]}) was {methods[other]['validation_width']:.3f} wide "
+            f"on validation against {methods[kept]['validation_width']:.3f}, and was not kept; on "
+            f"the {split} split it covered {methods[other]['test_coverage']:.1%}, width "
+            f"{methods[other]['test_width']:.2f}."
+        )
+    return text
 
 
 def _overlap_sentence(results: dict, split: str) -> str:

@@ -430,6 +430,8 @@ def test_model_card_holds_the_test_metrics(trained):
     )
     for plot in ("loss_curves.png", "test_predicted_vs_true.png"):
         assert f"]({plot})" in card.text
+    covered = f"covered **{saved['interval_coverage']:.1%}** of the products, mean width"
+    assert "Each rating comes with a 90% interval" in card.text and covered in card.text
 
 
 def test_tensorboard_gets_the_loss_and_mae_of_every_epoch(trained):
