@@ -48,7 +48,7 @@ def gradcam(model, pixels: torch.Tensor, relu: bool = False) -> torch.Tensor:
 def product_mask(letterboxed: np.ndarray) -> np.ndarray:
     """(S, S, 3) uint8 -> bool (S, S): pixels that differ from the corner's background tint."""
     tint = letterboxed[0, 0].astype(np.int16)
-    return (np.abs(letterboxed.astype(np.int16) - tint).max(axis=-1) > 12)
+    return np.abs(letterboxed.astype(np.int16) - tint).max(axis=-1) > 12
 
 
 def score(maps: np.ndarray, masks: np.ndarray) -> dict[str, float]:
@@ -65,7 +65,9 @@ def main() -> None:
     parser.add_argument("--model", default="outputs/demo/rating", help="a rating model folder")
     parser.add_argument("--dataset", default="outputs/demo/dataset", help="a synthetic dataset")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--patch", type=int, default=None, help="occlusion patch side (default S/8)")
+    parser.add_argument(
+        "--patch", type=int, default=None, help="occlusion patch side (default S/8)"
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--output", default="benchmarks/results/rating_maps.json")
     args = parser.parse_args()
