@@ -29,6 +29,7 @@ from metrics import constant_caption_baseline, load_metric
 from model_cards import update_model_card
 from training.captions import CaptionRows, generate_captions, make_collate
 from training.data import drop_empty_captions, load_splits, rated
+from training.intervals import coverage_and_width
 from training.script import UserError, first_line, run_script
 
 
@@ -82,12 +83,12 @@ def evaluate_rating(model_dir: str, dataset: datasets.DatasetDict, split: str, a
     if train_mean is not None:
         results["train_mean"] = train_mean
     if intervals:  # models saved before intervals existed have none
-        low, high = torch.cat(intervals).T  # (N,), (N,)
+        measured = coverage_and_width(references.numpy(), torch.cat(intervals).numpy())
         results.update(
             interval_nominal_coverage=model.config.interval["coverage"],
             interval_method=model.config.interval["method"],
-            interval_coverage=((low <= references) & (references <= high)).float().mean().item(),
-            interval_width=(high - low).mean().item(),
+            interval_coverage=measured["coverage"],
+            interval_width=measured["width"],
         )
     return results
 

@@ -9,7 +9,7 @@ is third-party or from this package, and the model code comes with each saved mo
     cards.py      what a model says about itself: training data, metrics, its card for the page
     prediction.py one photo, a batch, a comparison: plain functions
     render.py     stars and the rating in words, latency, histogram, summaries, the banner
-    attention.py  where the models looked: per-word maps and the rating's Grad-CAM, one image
+    attention.py  where the models looked: per-word maps and the rating's occlusion map, one image
     ui.py         the Gradio page, one builder per tab
 
 The names below load their module on first use, so `import serving.attention` does not start gradio.

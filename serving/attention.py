@@ -1,5 +1,5 @@
 """Where the models looked: the caption model for each word (Show, Attend and Tell's figure) and,
-when the rating model has one, its Grad-CAM map; drawn as one composed image, the photo first.
+when the rating model has one, its occlusion map; drawn as one composed image, the photo first.
 
 `compose_maps` is numpy and PIL only, and fast (a 10-word title in a few milliseconds), so the Predict
 tab can draw it for every photo. `attention_figure` is the matplotlib version `train_caption.py` saves

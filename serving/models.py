@@ -118,17 +118,13 @@ class RatingModel(ServedModel):
         return "this model was trained without one"
 
     def rating_map(self, image: Image.Image) -> np.ndarray | None:
-        """Grad-CAM of the rating over the model's letterboxed square, (S, S) in [0, 1]; None when
-        the model's code has no `rating_map` or its backbone cannot give one (a class-token ViT).
-        A backward pass: not under inference_mode."""
+        """The rating's occlusion map over the model's letterboxed square, (S, S) in [0, 1]; None when
+        the model's code has no `rating_map` (saved before it existed)."""
         if not hasattr(self.model, "rating_map"):
             return None
         pixel_values = self.processor([image])["pixel_values"].to(DEVICE)
-        try:
-            with self.autocast():
-                return self.model.rating_map(pixel_values)[0].float().detach().cpu().numpy()
-        except ValueError:
-            return None
+        with self.autocast():
+            return self.model.rating_map(pixel_values)[0].float().cpu().numpy()
 
 
 class CaptionModel(ServedModel):

@@ -48,7 +48,7 @@ def predict(
         latency_ms     decode, rating (rating_map), caption, total: each step's own time
 
     plus what the figure is drawn from: `attention` (the photo, the words, their (L, N) weights, the
-    model's side) for a caption model with attention, `rating_map` ((S, S) Grad-CAM, when asked and
+    model's side) for a caption model with attention, `rating_map` ((S, S) occlusion map, when asked and
     the model has it).
     """
     num_beams = check_beams(num_beams)

@@ -438,7 +438,7 @@ def test_the_maps_are_one_image_drawn_fast():
 
 
 def test_the_rating_map_is_drawn_always_when_cheap_else_when_asked(models, monkeypatch):
-    """The Grad-CAM map costs a backward pass: measured at start-up, drawn for every photo when
+    """The rating map costs 64 forward passes: measured at start-up, drawn for every photo when
     cheap (the tiny model: a few ms), else behind a checkbox that says what it costs."""
     import serving.ui
 

@@ -65,7 +65,7 @@ def calibrate(labels, predictions, bounds, coverage: float, limits) -> dict:
         intervals = apply(method, margin, predictions, bounds, limits)
         fitted[method] = {"margin": margin, **coverage_and_width(labels, intervals)}
     best = min(methods, key=lambda m: fitted[m]["width"])
-    chosen = {"method": best, "coverage": coverage, "margin": round(fitted[best]["margin"], 6)}
+    chosen = {"method": best, "coverage": coverage, "margin": fitted[best]["margin"]}
     return {"chosen": chosen, **fitted}
 
 
