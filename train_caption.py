@@ -60,6 +60,7 @@ from training.captions import (
     pooled_features,
 )
 from training.checkpoints import guard_output_dir, resolve_checkpoint, save_checkpoint
+from training.data import photo_resolution
 from training.plots import plot_caption_grid, plot_caption_history
 from training.precision import CHOICES, mixed_precision
 from training.script import UserError, command_line, first_line, run_script
@@ -247,8 +248,9 @@ def read_data(model_args: ModelArguments, args: CaptionTrainingArguments, log):
     return dataset, tokenizer, token_ids
 
 
-def build_model(model_args: ModelArguments, tokenizer, pretrained, log):
-    """The caption model (pretrained encoder loaded) and its processor; bad settings: UserError."""
+def build_model(model_args: ModelArguments, tokenizer, resolution: int, pretrained, log):
+    """The caption model (pretrained encoder loaded) and its processor, which records the training
+    photos' `resolution`; bad settings: UserError."""
     try:  # bad sizes, an unknown timm name or an incompatible encoder: one line, no traceback
         config = ProductCaptionConfig(
             encoder_name=model_args.encoder,
@@ -282,7 +284,11 @@ def build_model(model_args: ModelArguments, tokenizer, pretrained, log):
         ) from err
     if loaded:
         log(f"encoder weights: {weights_line(config.pretrained_weights)}")
-    image_processor = ProductImageProcessor.from_timm(model.encoder, config.image_size)
+    log(f"training photos: {resolution} px on their longest side (median), the processor's "
+        "training_resolution")  # fmt: skip
+    image_processor = ProductImageProcessor.from_timm(
+        model.encoder, config.image_size, training_resolution=resolution
+    )
     return model, ProductCaptionProcessor(image_processor, tokenizer)
 
 
@@ -518,7 +524,8 @@ def main(argv=None) -> dict:
     log = accelerator.print
 
     dataset, tokenizer, token_ids = read_data(model_args, args, log)
-    model, processor = build_model(model_args, tokenizer, pretrained, log)
+    resolution = photo_resolution(dataset["train"])
+    model, processor = build_model(model_args, tokenizer, resolution, pretrained, log)
     model.to(accelerator.device)
     features = None
     if model.config.freeze_encoder:

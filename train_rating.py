@@ -43,7 +43,7 @@ from modeling import ProductImageProcessor, ProductRatingConfig, ProductRatingMo
 from modeling.backbone import parse_pretrained
 from training import intervals, plots
 from training.checkpoints import guard_output_dir
-from training.data import SPLITS, load_splits, rated
+from training.data import SPLITS, load_splits, photo_resolution, rated
 from training.precision import cuda_available, mixed_precision
 from training.script import UserError, command_line, first_line, run_script
 from training.trackers import resolve_trackers
@@ -501,7 +501,9 @@ def main(argv=None) -> dict:
 
     # model and its image processor (saved with it, used for training, evaluation and the app)
     model = build_model(model_args, train_mean, log)
-    processor = ProductImageProcessor.from_timm(model.backbone, model_args.image_size)
+    processor = ProductImageProcessor.from_timm(
+        model.backbone, model_args.image_size, training_resolution=photo_resolution(splits["train"])
+    )
     splits = attach_transforms(
         splits, processor, data_args.weight_by_rating_count, not data_args.normalize_on_device
     )

@@ -262,10 +262,20 @@ def write_model_card(
             for p in (*sorted(model_dir.glob("*.png")), *sorted(model_dir.glob("plots/*.png")))
         ],
         synthetic=info["synthetic"],
+        training_resolution=training_resolution(model_dir),
         **(extra or {}),
     )
     card.save(model_dir / "README.md")
     return card
+
+
+def training_resolution(model_dir: Path) -> int | None:
+    """The saved image processor's `training_resolution` (None for older folders)."""
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        if (model_dir / name).is_file():
+            config = json.loads((model_dir / name).read_text())
+            return config.get("image_processor", config).get("training_resolution")
+    return None
 
 
 def update_model_card(

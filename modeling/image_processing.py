@@ -10,6 +10,10 @@ view with its true proportions. Training adds only geometry that does not change
 rating describes (a mild random crop and a horizontal flip); the evaluation transform is the same
 letterbox without them, so train and eval see images the same way. There is no colour jitter on
 purpose: colour is part of both the caption and the rating.
+
+A model learns the sharpness of its training photos: one trained on 80 px thumbnails, letterboxed up,
+has learned their blur and reads a sharp 224 px photo worse. So the processor records the training
+photos' resolution (`training_resolution`) and first shrinks a larger photo to it.
 """
 
 from __future__ import annotations
@@ -130,6 +134,12 @@ class ProductImageProcessor(BaseImageProcessor):
         interpolation (`str`, defaults to `"bicubic"`): `"bicubic"` or `"bilinear"` resizing.
         train_crop_scale (`tuple[float, float]`, defaults to `(0.8, 1.0)`): area range of the random
             crop used by `train_transform` (resized back to `image_size`).
+        training_resolution (`int`, *optional*): the longest side, in pixels, of the photos the
+            model was trained from (their median, recorded by training). None (processors saved
+            before it existed): photos are letterboxed as they come.
+        do_match_training_resolution (`bool`, defaults to `True`): shrink a photo whose longest side
+            is larger than `training_resolution` to it (Lanczos) before the letterbox; `False`
+            letterboxes every photo as it comes. `preprocess` takes it per call too.
     """
 
     model_input_names = ["pixel_values"]
@@ -142,6 +152,8 @@ class ProductImageProcessor(BaseImageProcessor):
         image_std: tuple[float, float, float] = IMAGENET_STD,
         interpolation: str = "bicubic",
         train_crop_scale: tuple[float, float] = (0.8, 1.0),
+        training_resolution: int | None = None,
+        do_match_training_resolution: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -154,12 +166,19 @@ class ProductImageProcessor(BaseImageProcessor):
         self.image_std = list(image_std)
         self.interpolation = interpolation
         self.train_crop_scale = list(train_crop_scale)
+        if training_resolution is not None and int(training_resolution) < 1:
+            raise ValueError(
+                f"training_resolution must be a positive size, got {training_resolution}"
+            )
+        self.training_resolution = None if training_resolution is None else int(training_resolution)
+        self.do_match_training_resolution = bool(do_match_training_resolution)
 
     @classmethod
     def from_timm(
-        cls, model: torch.nn.Module, image_size: int | None = None
+        cls, model: torch.nn.Module, image_size: int | None = None, **kwargs
     ) -> ProductImageProcessor:
-        """The backbone's own normalisation (timm data config), at `image_size` or its native size."""
+        """The backbone's own normalisation (timm data config), at `image_size` or its native size;
+        `kwargs`: the other settings (`training_resolution`, ...)."""
         import timm
 
         config = timm.data.resolve_model_data_config(model)
@@ -169,12 +188,22 @@ class ProductImageProcessor(BaseImageProcessor):
             image_mean=config["mean"],
             image_std=config["std"],
             interpolation=interpolation if interpolation in _RESAMPLE else "bicubic",
+            **kwargs,
         )
 
-    def letterbox(self, image: Image.Image) -> Image.Image:
+    def letterbox(self, image: Image.Image, match_resolution: bool | None = None) -> Image.Image:
+        """The photo at the training resolution (unless `match_resolution` or the processor's
+        `do_match_training_resolution` says not to), padded with white to a square `image_size`."""
+        image = to_rgb(image)
+        if match_resolution is None:
+            match_resolution = self.do_match_training_resolution
+        largest, target = max(image.size), self.training_resolution
+        if match_resolution and target and largest > target:
+            width, height = (max(1, round(side * target / largest)) for side in image.size)
+            image = image.resize((width, height), Image.Resampling.LANCZOS)
         side = self.image_size
         return ImageOps.pad(
-            to_rgb(image), (side, side), method=_RESAMPLE[self.interpolation], color=(255, 255, 255)
+            image, (side, side), method=_RESAMPLE[self.interpolation], color=(255, 255, 255)
         )
 
     def _to_tensor(self, normalize: bool = True):
@@ -190,11 +219,12 @@ class ProductImageProcessor(BaseImageProcessor):
         scaled = v2.functional.to_dtype(pixel_values, torch.float32, scale=True)
         return v2.functional.normalize(scaled, self.image_mean, self.image_std)
 
-    def eval_transform(self, normalize: bool = True):
+    def eval_transform(self, normalize: bool = True, match_resolution: bool | None = None):
         """PIL image -> (3, image_size, image_size) float tensor, as the model sees it at inference.
-        `normalize=False`: uint8 instead, for `normalize()` to finish on the GPU."""
+        `normalize=False`: uint8 instead, for `normalize()` to finish on the GPU;
+        `match_resolution`: as for `letterbox`."""
         to_tensor = self._to_tensor(normalize)
-        return lambda image: to_tensor(self.letterbox(image))
+        return lambda image: to_tensor(self.letterbox(image, match_resolution))
 
     def train_transform(self, normalize: bool = True):
         """`eval_transform` plus a mild random crop and a horizontal flip. `normalize=False` stops at
@@ -213,12 +243,18 @@ class ProductImageProcessor(BaseImageProcessor):
         to_tensor = self._to_tensor(normalize)
         return lambda image: to_tensor(augment(self.letterbox(image)))
 
-    def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
+    def preprocess(
+        self,
+        images,
+        return_tensors: str | None = "pt",
+        do_match_training_resolution: bool | None = None,
+        **kwargs,
+    ) -> BatchFeature:
         """Images (one or a list: paths, PIL images, HWC uint8 arrays or CHW uint8 tensors) ->
-        `pixel_values` (B, 3, S, S)."""
+        `pixel_values` (B, 3, S, S); `do_match_training_resolution` overrides the processor's."""
         if not isinstance(images, list | tuple):
             images = [images]
-        transform = self.eval_transform()
+        transform = self.eval_transform(match_resolution=do_match_training_resolution)
         pixel_values = torch.stack([transform(_as_pil(image)) for image in images])  # (B, 3, S, S)
         return BatchFeature({"pixel_values": pixel_values}, tensor_type=return_tensors)
 

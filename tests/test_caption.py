@@ -2,11 +2,13 @@
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
 from unittest import mock
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -486,7 +488,7 @@ def trained(tiny_synthetic, tmp_path_factory):
     return root / "run", root / "cache", results
 
 
-def test_training_writes_model_results_and_plots(trained):
+def test_training_writes_model_results_and_plots(trained, tiny_synthetic):
     out, _, results = trained
     for name in ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
                  "modeling_caption.py", "eval_results.json", "training_args.json", "plots/caption_training.png",
@@ -500,6 +502,12 @@ def test_training_writes_model_results_and_plots(trained):
         assert isinstance(saved[key], float), key
     assert 0 <= saved["num_unseen_titles"] <= saved["num_samples"]
     assert saved["num_samples"] > 0 and saved["split"] == "test" and saved["num_beams"] == 2
+    # the processor records the training photos' resolution, and the card states it
+    photos = datasets.load_from_disk(str(tiny_synthetic))["train"]["image"]
+    side = round(statistics.median(max(photo.size) for photo in photos))
+    processor = json.loads((out / "processor_config.json").read_text())["image_processor"]
+    assert processor["training_resolution"] == side
+    assert f"The training photos were {side} px" in (out / "README.md").read_text()
     history = json.loads((out / "training_history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert all(h["seconds"] > 0 and 0 <= h["val_bleu"] <= 100 for h in history)

@@ -1,4 +1,5 @@
 import io
+import json
 
 import numpy as np
 import pytest
@@ -235,3 +236,53 @@ def test_parse_pretrained_errors(tmp_path):
         parse_pretrained(str(tmp_path / "nope.safetensors"))
     with pytest.raises(FileNotFoundError, match="no timm weights"):
         parse_pretrained(str(tmp_path))
+
+
+def _striped(width: int, height: int) -> Image.Image:
+    """A photo with fine detail, which shrinking blurs (a flat colour would not change)."""
+    array = np.zeros((height, width, 3), np.uint8)
+    array[:, ::2] = (200, 30, 30)
+    array[::3, :] = (20, 20, 220)
+    return Image.fromarray(array)
+
+
+def test_a_larger_photo_is_shrunk_to_the_training_resolution(tmp_path):
+    processor = ProductImageProcessor(image_size=48, training_resolution=24)
+    processor.save_pretrained(tmp_path)
+    loaded = ProductImageProcessor.from_pretrained(tmp_path)
+    assert loaded.training_resolution == 24 and loaded.do_match_training_resolution
+    large = _striped(96, 64)
+    shrunk = large.resize((24, 16), Image.Resampling.LANCZOS)  # what the training photos look like
+    as_shrunk = ProductImageProcessor(image_size=48)(shrunk)["pixel_values"]
+    assert torch.equal(loaded(large)["pixel_values"], as_shrunk)
+    assert large.size == (96, 64)  # the caller's photo is left alone
+    as_it_comes = ProductImageProcessor(image_size=48)(large)["pixel_values"]
+    off = loaded(large, do_match_training_resolution=False)["pixel_values"]
+    assert torch.equal(off, as_it_comes) and not torch.equal(off, as_shrunk)
+    kept_off = ProductImageProcessor.from_pretrained(tmp_path, do_match_training_resolution=False)
+    assert torch.equal(kept_off(large)["pixel_values"], as_it_comes)
+    small = _striped(20, 12)  # smaller than the training photos: not enlarged twice
+    assert torch.equal(loaded(small)["pixel_values"], kept_off(small)["pixel_values"])
+
+
+def test_an_older_processor_folder_reads_photos_as_before(tmp_path):
+    """A folder saved before `training_resolution` existed: photos as they come."""
+    old = {
+        "image_processor_type": "ProductImageProcessor",
+        "image_size": 48,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "interpolation": "bicubic",
+        "train_crop_scale": [0.8, 1.0],
+    }
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(old))
+    loaded = ProductImageProcessor.from_pretrained(tmp_path)
+    assert loaded.training_resolution is None
+    large = _striped(300, 200)
+    expected = ProductImageProcessor(image_size=48, image_mean=(0.5,) * 3, image_std=(0.5,) * 3)
+    assert torch.equal(loaded(large)["pixel_values"], expected(large)["pixel_values"])
+
+
+def test_training_resolution_must_be_positive():
+    with pytest.raises(ValueError, match="training_resolution"):
+        ProductImageProcessor(training_resolution=0)

@@ -4,6 +4,7 @@ import importlib.util
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -381,7 +382,7 @@ def trained(tiny_synthetic, tmp_path_factory):
     return output_dir, results
 
 
-def test_script_writes_every_output(trained):
+def test_script_writes_every_output(trained, tiny_synthetic):
     output_dir, results = trained
     for name in (
         "config.json",
@@ -405,6 +406,11 @@ def test_script_writes_every_output(trained):
     assert 0.0 < saved["oracle_r2"] < 1.0  # from the synthetic dataset's build report
     config = json.loads((output_dir / "config.json").read_text())
     assert config["rating_prior"] == pytest.approx(saved["train_mean"])
+    photos = datasets.load_from_disk(str(tiny_synthetic))["train"]["image"]
+    side = round(statistics.median(max(photo.size) for photo in photos))
+    processor = json.loads((output_dir / "preprocessor_config.json").read_text())
+    assert processor["training_resolution"] == side
+    assert f"The training photos were {side} px" in (output_dir / "README.md").read_text()
     # the interval, calibrated on validation: both methods measured on test, the narrower kept
     assert config["quantile_levels"] == pytest.approx([0.05, 0.95])
     assert config["interval"]["coverage"] == saved["interval_nominal_coverage"] == 0.9

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
+from PIL import Image
 
 from .script import UserError
 
@@ -79,3 +82,19 @@ def drop_empty_captions(dataset: datasets.DatasetDict) -> dict[str, int]:
         )
         dropped[split] = before - len(dataset[split])
     return dropped
+
+
+def photo_resolution(split: datasets.Dataset, sample: int = 2000) -> int:
+    """The median longest side, in pixels, of a split's photos: the resolution a model trained on
+    them has learned (the image processor's `training_resolution`). Read from the headers of up to
+    `sample` photos spread evenly over the split."""
+    step = max(1, len(split) // sample)
+    photos = split.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))
+    sides = []
+    for row in photos.select(range(0, len(split), step)):
+        source = (
+            io.BytesIO(row["image"]["bytes"]) if row["image"]["bytes"] else row["image"]["path"]
+        )
+        with Image.open(source) as image:  # the header only
+            sides.append(max(image.size))
+    return round(statistics.median(sides))
