@@ -14,6 +14,9 @@ CAPTION_EPOCHS ?= 13
 # ImageNet Lite0 from PyPI, its last stage and head conv trained, the rest frozen and cached
 CATALOG_DATA ?= ../shared/data/fashion_catalog
 CATALOG_OUT ?= outputs/catalog
+# product ids to leave out of the catalogue (a CSV with product_id, or one id per line), e.g.
+# CATALOG_EXCLUDE=../shared/data/fashion_products/metadata.csv to test on those products' sharp photos
+CATALOG_EXCLUDE ?=
 # bf16 where the CPU has it (AVX-512 BF16 or AMX: 2.4x faster feature extraction, 1.6x decoder
 # steps, BENCHMARKS.md); emulated bf16 elsewhere is slower than fp32
 CATALOG_PRECISION ?= $(shell grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo bf16 || echo no)
@@ -51,7 +54,7 @@ catalog: sync
 		exit 2; \
 	fi
 	$(RUN) python -m hf_dataset folder --metadata $(CATALOG_DATA)/metadata.csv --images $(CATALOG_DATA)/images \
-		--output $(CATALOG_OUT)/dataset --overwrite
+		--output $(CATALOG_OUT)/dataset --overwrite $(if $(CATALOG_EXCLUDE),--exclude $(CATALOG_EXCLUDE))
 	$(RUN) python train_caption.py --dataset $(CATALOG_OUT)/dataset --output_dir $(CATALOG_OUT)/caption --overwrite_output_dir \
 		--cache_dir $(CATALOG_OUT)/feature_cache $(CATALOG_ARGS)
 	@echo "catalogue caption model, results and card in $(CATALOG_OUT)/caption"

@@ -10,6 +10,10 @@ or an image identical to an earlier one (`duplicate_image`: one product listed t
 splits).
 Images are verified and re-encoded exactly like downloaded ones (`download.process_image`).
 
+`exclude` (a file of product ids) leaves products out, e.g. those a model will later be tested on
+in another form: `--exclude ../shared/data/fashion_products/metadata.csv` builds the catalogue
+without the 2,221 products whose sharp 224 px photos are in `fashion_products`.
+
 Example: `../shared/data/fashion_products` (2,221 catalogue photos with titles, no ratings).
 """
 
@@ -105,6 +109,7 @@ def build(
     *,
     images: str | os.PathLike | None = None,
     max_products: int | None = None,
+    exclude: str | os.PathLike | None = None,
     max_side: int = DEFAULT_MAX_SIDE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int = 4,
@@ -114,19 +119,25 @@ def build(
 
     Args:
         max_products: keep only the first N distinct product ids of the CSV (a quick subset).
+        exclude: a file of product ids to leave out (`read_ids`), applied before `max_products`.
         max_side / max_pixels: as for the amazon source.
         workers: threads decoding and re-encoding images.
     """
     metadata = Path(metadata)
     images = _check(metadata, images, max_products)
+    excluded_ids = read_ids(exclude) if exclude is not None else set()
     output = check_output(output, overwrite)
 
     dropped = collections.Counter()
     rows, extras = read_rows(metadata, dropped)
-    rows = _first_products(rows, max_products)
+    kept = [r for r in rows if r["product_id"] not in excluded_ids]
+    excluded = {"file": str(exclude), "ids": len(excluded_ids), "rows": len(rows) - len(kept)}
+    rows = _first_products(kept, max_products)
     if not rows:
         raise BuildError(f"no usable row in {metadata} (dropped: {dict(dropped) or 'none'})")
     report = _report(metadata, images, rows, dropped, max_products, max_side, max_pixels)
+    if exclude is not None:
+        report["excluded"] = excluded
     to_records = ImageRecords(dropped, unique_images=True, omit=("filename",))
 
     def records():
@@ -141,7 +152,7 @@ def build(
         output,
         features=base_features(extras),
         report=report,
-        card=_card(metadata, images, rows, max_side),
+        card=_card(metadata, images, rows, max_side, excluded if exclude is not None else None),
         overwrite=overwrite,
         summarize=lambda dataset: source_summary(dataset, {"dropped": dropped}, to_records.seconds),
     )
@@ -157,6 +168,26 @@ def _check(metadata: Path, images: str | os.PathLike | None, max_products: int |
     if max_products is not None and max_products < 1:
         raise BuildError(f"--max_products must be a positive integer, got {max_products}")
     return images
+
+
+def read_ids(path: str | os.PathLike) -> set[str]:
+    """Product ids from a CSV with a `product_id` column (e.g. another folder's metadata.csv) or a
+    text file with one id per line (blank lines and `#` comments skipped)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (FileNotFoundError, IsADirectoryError):
+        raise BuildError(f"--exclude file not found: {path}") from None
+    lines = text.splitlines()
+    header = [c.strip() for c in next(csv.reader(lines[:1]), [])]
+    if "product_id" in header:
+        ids = {(row.get("product_id") or "").strip() for row in csv.DictReader(lines)}
+    else:
+        ids = {line.strip() for line in lines if not line.lstrip().startswith("#")}
+    ids.discard("")
+    if not ids:
+        raise BuildError(f"--exclude file {path} holds no product id")
+    return ids
 
 
 def _first_products(rows: list[dict], max_products: int | None) -> list[dict]:
@@ -203,14 +234,23 @@ def _report(
     }
 
 
-def _card(metadata: Path, images: Path, rows: list[dict], max_side: int) -> dict:
+def _card(
+    metadata: Path, images: Path, rows: list[dict], max_side: int, excluded: dict | None
+) -> dict:
     has_rating = any(r["rating"] is not None for r in rows)
+    left_out = (
+        f" {excluded['rows']:,} rows of the {excluded['ids']:,} product ids in "
+        f"`{Path(excluded['file']).name}` are left out."
+        if excluded
+        else ""
+    )
     return {
         "pretty_name": f"Fashion products ({metadata.parent.name})",
         "summary": (
             f"Product photos from `{images.name}/` with the titles of `{metadata.name}` as captions"
             + ("" if has_rating else " (no ratings: `rating` and `rating_count` are null)")
             + f"; images verified, longest side capped at {max_side} px, JPEG q90."
+            + left_out
         ),
         "source": (
             f"Built by `python -m hf_dataset folder --metadata {metadata}` from a folder of images and a "
@@ -239,6 +279,11 @@ def add_arguments(parser) -> None:
         default=None,
         help="keep only the first N products",
     )
+    parser.add_argument(
+        "--exclude",
+        default=None,
+        help="leave out these products: a CSV with a product_id column or one id per line",
+    )
     add_image_arguments(parser)
     parser.add_argument("--workers", type=int, default=4, help="image threads (default: 4)")
     parser.add_argument(
@@ -252,6 +297,7 @@ def main(args) -> datasets.DatasetDict:
         args.output,
         images=args.images,
         max_products=args.max_products,
+        exclude=args.exclude,
         max_side=args.max_side,
         max_pixels=args.max_pixels,
         workers=args.workers,

@@ -80,6 +80,37 @@ def test_small_folder_counts_every_drop(small_folder, tmp_path):
     assert p2["rating"] is None and p2["rating_count"] is None
 
 
+def test_exclude_leaves_out_the_listed_products(small_folder, tmp_path, capsys):
+    """`--exclude`: ids from another folder's metadata.csv or a plain list; the report and the card
+    say what was left out; a missing or empty list is a one-line error."""
+    other = tmp_path / "other.csv"
+    other.write_text("product_id,filename,caption\np1,x.jpg,X\np5,y.jpg,Y\nnot-here,z.jpg,Z\n")
+    listed = tmp_path / "ids.txt"
+    listed.write_text("# held out\np1\n\np5\n")
+    argv = ["folder", "--metadata", str(small_folder / "metadata.csv"), "--no-plots"]
+    for name, exclude in (("csv", other), ("txt", listed)):
+        output = tmp_path / name
+        assert cli([*argv, "--output", str(output), "--exclude", str(exclude)]) == 0
+        assert {r["product_id"] for r in rows(output)} == {"p2", "p3", "p4"}
+        report = json.loads((output / "build_report.json").read_text())
+        assert report["excluded"] == {
+            "file": str(exclude),
+            "ids": 3 if name == "csv" else 2,
+            "rows": 3,
+        }
+        assert (
+            f"of the {report['excluded']['ids']} product ids in `{exclude.name}` are left out"
+            in (output / "README.md").read_text()
+        )
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    for bad in (tmp_path / "none.txt", tmp_path / "empty.txt"):
+        capsys.readouterr()
+        assert cli([*argv, "--output", str(tmp_path / "o"), "--exclude", str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert bad.name in err and "\n" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_missing_columns_and_folders_are_one_line_errors(small_folder, tmp_path, capsys):
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("id,file\n1,a.jpg\n")
