@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
+from transformers.hf_argparser import string_to_bool
 
 from metrics import constant_caption_baseline, load_metric
 from model_cards import update_model_card
@@ -41,6 +42,12 @@ def load(model_dir: str, processor_class, device: str):
     return model, processor_class.from_pretrained(model_dir, trust_remote_code=True)
 
 
+def match_resolution(image_processor, args) -> None:
+    """`--match_training_resolution`: on (the processor's default) or off; older processors have
+    no training resolution to match."""
+    image_processor.do_match_training_resolution = args.match_training_resolution
+
+
 def evaluate_rating(model_dir: str, dataset: datasets.DatasetDict, split: str, args) -> dict:
     """MAE, RMSE, R^2 of a ProductRatingModel, and the MAE of predicting the train-split mean."""
     data, dropped = rated(dataset[split])
@@ -55,6 +62,7 @@ def evaluate_rating(model_dir: str, dataset: datasets.DatasetDict, split: str, a
         train_mean = float(np.mean(train_ratings)) if train_ratings else None
 
     model, processor = load(model_dir, AutoImageProcessor, args.device)
+    match_resolution(processor, args)
     transform = processor.eval_transform()  # the same letterbox the model was validated with
     data.set_transform(
         lambda batch: {
@@ -101,6 +109,7 @@ def evaluate_caption(model_dir: str, dataset: datasets.DatasetDict, split: str, 
     drop_empty_captions(data)
     data = data[split]
     model, processor = load(model_dir, AutoProcessor, args.device)
+    match_resolution(processor.image_processor, args)
     references = list(data["caption"])
     rows = CaptionRows(  # the training script's rows and generation loop, one process
         processor.tokenizer(references, truncation=True)["input_ids"],
@@ -154,6 +163,13 @@ def parse_args(argv=None):
         dest="update_card",
         action="store_true",
         help="write these metrics into the model folder's card (README.md)",
+    )
+    parser.add_argument(
+        "--match_training_resolution",
+        type=string_to_bool,
+        default=True,
+        help="shrink a photo larger than the model's training photos to their resolution first "
+        "(the image processor's training_resolution); false: photos as they come",
     )
     parser.add_argument("--num_workers", type=int, default=0, help="data loader worker processes")
     parser.add_argument(

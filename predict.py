@@ -115,6 +115,13 @@ class PredictArguments:
         default=None,
         metadata={"help": "refuse larger photos (default: the image processor's, 64 megapixels)"},
     )
+    match_training_resolution: bool = field(
+        default=True,
+        metadata={
+            "help": "shrink a photo larger than the model's training photos to their resolution "
+            "first (the image processor's training_resolution); false: photos as they come"
+        },
+    )
     part_rows: int = field(
         default=2048,
         metadata={"help": "rows per part file: at most this many per process are lost to a kill"},
@@ -297,7 +304,10 @@ class Loaded:
 
 def load_models(args: PredictArguments, device: torch.device) -> dict[str, Loaded]:
     folders = {"rating": args.rating_model, "caption": args.caption_model}
-    return {task: load_model(task, f, device) for task, f in folders.items() if f}
+    models = {task: load_model(task, f, device) for task, f in folders.items() if f}
+    for loaded in models.values():  # older processors have no training resolution to match
+        loaded.image_processor.do_match_training_resolution = args.match_training_resolution
+    return models
 
 
 def load_model(task: str, folder: str, device: torch.device) -> Loaded:

@@ -829,3 +829,54 @@ def test_caption_metrics_load_by_path_offline():
     assert got["jaccard"] == pytest.approx((2 / 3 + 2 / 5) / 2)
     assert got["length_similarity"] == pytest.approx((2 / 3 + 3 / 4) / 2)
     assert 0.0 <= got["bleu"] < 100.0 and got["num_samples"] == 2
+
+
+def test_the_sharp_photos_study_scores_photos_as_they_come_and_matched(
+    trained, tiny_synthetic, tmp_path
+):
+    """docs/studies/sharp_photos.py on larger photos of products the model never saw: the matched
+    captions are those of the photos shrunk to the training resolution by hand."""
+    import importlib.util
+
+    from transformers import AutoModel, AutoProcessor
+
+    spec = importlib.util.spec_from_file_location(
+        "sharp_photos", REPO_ROOT / "docs/studies/sharp_photos.py"
+    )
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    out, _, _ = trained
+    photos = tmp_path / "photos"
+    (photos / "images").mkdir(parents=True)
+    rows = ["product_id,filename,caption"]
+    for i in range(3):
+        sharp = np.random.default_rng(i).integers(0, 255, (192, 160, 3), dtype=np.uint8)
+        Image.fromarray(sharp).save(photos / "images" / f"s{i}.png")
+        rows.append(f"sharp-{i},s{i}.png,red cotton shirt")
+    (photos / "metadata.csv").write_text("\n".join(rows) + "\n")
+    argv = ["--model", str(out), "--dataset", str(tiny_synthetic), "--photos", str(photos)]
+    report = study.main([*argv, "--out", str(tmp_path / "sharp.json")])
+    assert json.loads((tmp_path / "sharp.json").read_text()) == report
+    assert report["num_photos"] == 3 and report["training_resolution"] == 64
+    assert set(report["results"]) == {
+        f"{kind}_{way}" for kind in ("model", "retrieval") for way in ("as_they_come", "matched")
+    }
+    assert all(0 <= r["bleu"] <= 100 for r in report["results"].values())
+    model = AutoModel.from_pretrained(out, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
+    by_hand = [
+        Image.open(photos / "images" / f"s{i}.png").resize(
+            (53, 64), Image.Resampling.LANCZOS
+        )  # (W, H)
+        for i in range(3)
+    ]
+    pixels = processor.image_processor(by_hand, do_match_training_resolution=False)["pixel_values"]
+    assert (
+        processor.batch_decode(model.generate(pixel_values=pixels))
+        == report["results"]["model_matched"]["examples"]
+    )
+    (photos / "metadata.csv").write_text(
+        rows[0] + "\n" + rows[1].replace("sharp-0", "SYN0-0000000") + "\n"
+    )
+    with pytest.raises(UserError, match="--exclude"):  # a product the model was trained on
+        study.main([*argv, "--out", str(tmp_path / "refused.json")])
