@@ -63,7 +63,7 @@ from training.checkpoints import guard_output_dir, resolve_checkpoint, save_chec
 from training.data import photo_resolution
 from training.plots import plot_caption_grid, plot_caption_history
 from training.precision import CHOICES, mixed_precision
-from training.script import UserError, command_line, first_line, run_script
+from training.script import Laps, UserError, command_line, first_line, run_script
 from training.trackers import default_logging_dir, resolve_trackers
 
 METRIC_PATH = metric_path("caption")
@@ -420,6 +420,7 @@ def train_loop(run, state: dict, args: CaptionTrainingArguments, log) -> bool:
             run.model, run.train_loader, run.optimizer, run.scheduler, run.accelerator, epoch,
             args.max_grad_norm,
         )  # fmt: skip
+        trained = time.perf_counter()
         val_loss, val_bleu = evaluate_split(
             run.model, run.val_loader, run.accelerator, run.processor, run.references["validation"]
         )
@@ -431,6 +432,7 @@ def train_loop(run, state: dict, args: CaptionTrainingArguments, log) -> bool:
                 "val_bleu": val_bleu,
                 "lr": run.scheduler.get_last_lr()[0],
                 "seconds": round(time.perf_counter() - started, 3),  # training + validation
+                "train_seconds": round(trained - started, 3),
             }
         )
         if val_bleu > state["best_bleu"]:
@@ -521,12 +523,13 @@ def main(argv=None) -> dict:
     except FileNotFoundError as err:
         raise UserError(str(err)) from None
     accelerator, output_dir = start(args)
-    log = accelerator.print
+    log, laps = accelerator.print, Laps()  # laps: the phases' seconds, timings.json
 
     dataset, tokenizer, token_ids = read_data(model_args, args, log)
     resolution = photo_resolution(dataset["train"])
     model, processor = build_model(model_args, tokenizer, resolution, pretrained, log)
     model.to(accelerator.device)
+    laps("data_and_model")
     features = None
     if model.config.freeze_encoder:
         features = cached_features(
@@ -534,6 +537,7 @@ def main(argv=None) -> dict:
             cache_dir=args.cache_dir, batch_size=args.per_device_eval_batch_size,
             hflip_train=args.hflip_train,
         )  # fmt: skip
+    laps("feature_cache")
     frozen = bool(model.config.train_last_blocks)
     train_loader, val_loader, test_loader = make_loaders(
         processor, dataset, token_ids, features, args, frozen
@@ -558,15 +562,20 @@ def main(argv=None) -> dict:
     # only now: a run that fails on its arguments or data leaves no tracker folder behind, which
     # the output-folder guard would take for an earlier run's
     accelerator.init_trackers(TRACKER_PROJECT, config=tracker_config(model_args, args))
+    laps("prepare")
     if not train_loop(run, state, args, log):
         accelerator.end_training()
         return {}
+    laps("epochs")
     results, predictions = evaluate_best(run, state, dataset, pooled, args)
+    laps("test")
     accelerator.log(
         {f"test/{key}": results[key] for key in TEST_METRICS if key in results}, step=state["epoch"]
     )
     if accelerator.is_main_process:
         write_outputs(run, state, results, predictions, dataset, model_args, args, argv)
+        laps("outputs")
+        (output_dir / "timings.json").write_text(json.dumps(laps.seconds, indent=2) + "\n")
     accelerator.end_training()
     return results
 

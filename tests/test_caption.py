@@ -510,7 +510,18 @@ def test_training_writes_model_results_and_plots(trained, tiny_synthetic):
     assert f"The training photos were {side} px" in (out / "README.md").read_text()
     history = json.loads((out / "training_history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
-    assert all(h["seconds"] > 0 and 0 <= h["val_bleu"] <= 100 for h in history)
+    assert all(h["seconds"] > h["train_seconds"] > 0 and 0 <= h["val_bleu"] <= 100 for h in history)
+    timings = json.loads((out / "timings.json").read_text())  # where the time went
+    assert list(timings) == [
+        "data_and_model",
+        "feature_cache",
+        "prepare",
+        "epochs",
+        "test",
+        "outputs",
+    ]
+    assert all(seconds >= 0 for seconds in timings.values())
+    assert timings["epochs"] >= sum(h["seconds"] for h in history) - 0.1
 
 
 def test_tensorboard_gets_the_losses_and_bleu_of_every_epoch(trained):

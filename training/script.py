@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 
 class UserError(Exception):
     """A problem with the user's arguments or data: reported as one line, without a traceback."""
+
+
+class Laps:
+    """Where a script's time goes: `laps("name")` adds the seconds since the previous lap (or the
+    start) to `laps.seconds["name"]`."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 2)
+        self._last = now
 
 
 def first_line(error: BaseException | str, limit: int | None = None) -> str:
