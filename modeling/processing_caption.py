@@ -21,12 +21,26 @@ class ProductCaptionProcessor(ProcessorMixin):
     def __init__(self, image_processor=None, tokenizer=None, **kwargs):
         super().__init__(image_processor, tokenizer, **kwargs)
 
-    def __call__(self, images=None, text=None, max_length: int | None = None, **kwargs):
+    def __call__(
+        self,
+        images=None,
+        text=None,
+        max_length: int | None = None,
+        do_match_training_resolution: bool | None = None,
+        **kwargs,
+    ):
+        """`do_match_training_resolution` overrides the image processor's for these images."""
         if images is None and text is None:
             raise ValueError("pass images, text or both")
         data = {}
         if images is not None:
-            data.update(self.image_processor(images, return_tensors="pt"))
+            data.update(
+                self.image_processor(
+                    images,
+                    return_tensors="pt",
+                    do_match_training_resolution=do_match_training_resolution,
+                )
+            )
         if text is not None:
             encoded = self.tokenizer(
                 text,

@@ -891,3 +891,14 @@ def test_the_sharp_photos_study_scores_photos_as_they_come_and_matched(
     )
     with pytest.raises(UserError, match="--exclude"):  # a product the model was trained on
         study.main([*argv, "--out", str(tmp_path / "refused.json")])
+
+
+def test_the_caption_processor_passes_the_resolution_option_on(tokenizer, images):
+    image_processor = ProductImageProcessor(image_size=32, training_resolution=20)
+    processor = ProductCaptionProcessor(image_processor, tokenizer)
+    as_they_come = ProductImageProcessor(image_size=32)(images)["pixel_values"]
+    matched = processor(images=images)["pixel_values"]  # the 40 px photos shrunk to 20 px first
+    assert torch.equal(matched, image_processor(images)["pixel_values"])
+    assert not torch.equal(matched, as_they_come)
+    off = processor(images=images, do_match_training_resolution=False)["pixel_values"]
+    assert torch.equal(off, as_they_come)
