@@ -1,0 +1,208 @@
+"""`make catalog` on a subset, phase by phase: where the recipe's time goes, next to the matmul peak.
+
+    uv run --no-sync python benchmarks/bench_catalog.py [--products 4000] [--epochs 2] [--precision bf16]
+
+Builds the first `--products` products of `../shared/data/fashion_catalog` with the folder source,
+trains the recipe (the Makefile's `CATALOG_ARGS`, `--epochs` epochs) in a temporary folder with a
+fresh feature cache, and reads the run's `timings.json` and history. Each phase's work is counted
+with torch's `FlopCounterMode` (matmuls and convolutions) on one batch: per photo, the frozen encoder
+for the cache, a training step forward and backward, a caption generated with the saved
+`generation_config.json`. Each phase is then given in GFLOP/s and as a share of this machine's
+matmul peak in the run's precision (`bench_bf16.bench_matmul`, 2048 x 2048).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch.utils.flop_counter import FlopCounterMode
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # `python benchmarks/bench_catalog.py` from the repo root
+
+import train_caption  # noqa: E402
+from benchmarks.bench_bf16 import bench_matmul, cpu_flags  # noqa: E402
+from benchmarks.common import machine  # noqa: E402
+from hf_dataset import folder  # noqa: E402
+from modeling import ProductCaptionModel, ProductCaptionProcessor  # noqa: E402
+from training.captions import CaptionRows, load_caption_dataset, make_collate  # noqa: E402
+
+CATALOG = HERE.parent.parent / "shared" / "data" / "fashion_catalog"
+QUICK = ["--image_size", "64", "--per_device_train_batch_size", "16"]  # seconds, not minutes
+
+
+def recipe_args(precision: str | None) -> list[str]:
+    """The Makefile's `CATALOG_ARGS`, as `make catalog` passes them (its precision unless given)."""
+    overrides = [f"CATALOG_PRECISION={precision}"] if precision else []
+    printed = subprocess.run(
+        ["make", "-s", "--no-print-directory", *overrides,
+         "--eval", "print-catalog-args: ; @echo $(CATALOG_ARGS)", "print-catalog-args"],
+        cwd=HERE.parent, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return shlex.split(printed)
+
+
+def gflop(fn) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def work_per_photo(output_dir: Path, cache_dir: Path, dataset, batch: int = 16) -> dict:
+    """GFLOP per photo of each phase's work, counted on `batch` real rows of the run."""
+    model = ProductCaptionModel.from_pretrained(output_dir)
+    processor = ProductCaptionProcessor.from_pretrained(output_dir)
+    side = processor.image_processor.image_size
+    pixels = torch.randn(batch, 3, side, side)
+    features = load_file(next(cache_dir.glob("train-*.safetensors")))["features"][:batch]
+    captions = list(dataset["train"]["caption"][:batch])
+    rows = CaptionRows(processor.tokenizer(captions)["input_ids"], features, frozen=True)
+    inputs = make_collate(model.config.pad_token_id)([rows[i] for i in range(batch)])
+    inputs.pop("index")
+
+    def train_step():
+        model.train()
+        model(**inputs).loss.backward()
+
+    model.eval()
+    with torch.no_grad():
+        cache = gflop(lambda: model.frozen_features(pixels))
+        loss = gflop(lambda: model(**inputs))
+        generate = gflop(lambda: model.generate(frozen_features=inputs["frozen_features"]))
+    return {
+        "feature_cache": cache / batch,
+        "train_step": gflop(train_step) / batch,
+        "validation_loss": loss / batch,
+        "generate": generate / batch,
+    }
+
+
+def phase_table(timings, history, sizes, per_photo, build_seconds, peak) -> list[dict]:
+    """One row per phase: seconds, photos, GFLOP/s and the share of the matmul peak."""
+    train_seconds = sum(h["train_seconds"] for h in history)
+    val_seconds = sum(h["seconds"] - h["train_seconds"] for h in history)
+    epochs = len(history)
+    cached = sum(sizes.values())
+    work = {  # phase -> (seconds, photos, GFLOP)
+        "dataset_build": (build_seconds, cached, 0.0),
+        "data_and_model": (timings["data_and_model"], 0, 0.0),
+        "feature_cache": (timings["feature_cache"], cached, cached * per_photo["feature_cache"]),
+        "train_epochs": (
+            train_seconds,
+            epochs * sizes["train"],
+            epochs * sizes["train"] * per_photo["train_step"],
+        ),
+        "validation_per_epoch": (
+            val_seconds,
+            epochs * sizes["validation"],
+            epochs * sizes["validation"] * (per_photo["validation_loss"] + per_photo["generate"]),
+        ),
+        # three repetition guards tried on validation, then the test split
+        "test": (
+            timings["test"],
+            3 * sizes["validation"] + sizes["test"],
+            (3 * sizes["validation"] + sizes["test"]) * per_photo["generate"],
+        ),
+        "outputs": (timings["outputs"], 0, 0.0),
+    }
+    total = sum(seconds for seconds, _, _ in work.values())
+    rows = []
+    for phase, (seconds, photos, flop) in work.items():
+        rate = flop / seconds if seconds and flop else None
+        rows.append(
+            {
+                "phase": phase,
+                "seconds": round(seconds, 1),
+                "share": seconds / total,
+                "photos": photos,
+                "gflop_per_s": rate,
+                "share_of_peak": rate / peak if rate else None,
+            }
+        )
+    return rows
+
+
+def run(
+    quick: bool = False, products: int = 4000, epochs: int = 2, precision: str | None = None
+) -> dict | None:
+    if not (CATALOG / "metadata.csv").is_file():
+        return None  # the catalogue is not beside this checkout
+    products, epochs = (60, 1) if quick else (products, epochs)
+    args = recipe_args(precision)
+    with tempfile.TemporaryDirectory(prefix="bench_catalog_") as tmp:
+        tmp = Path(tmp)
+        started = time.perf_counter()
+        folder.build(
+            CATALOG / "metadata.csv", tmp / "dataset", max_products=products, overwrite=True
+        )
+        build_seconds = time.perf_counter() - started
+        argv = ["--dataset", str(tmp / "dataset"), "--output_dir", str(tmp / "caption"),
+                "--cache_dir", str(tmp / "cache"), "--report_to", "none", *args,
+                "--num_train_epochs", str(epochs), *(QUICK if quick else [])]  # fmt: skip
+        results = train_caption.main(argv)
+        timings = json.loads((tmp / "caption" / "timings.json").read_text())
+        history = json.loads((tmp / "caption" / "training_history.json").read_text())
+        dataset, _ = load_caption_dataset(tmp / "dataset")
+        sizes = {split: len(rows) for split, rows in dataset.items()}
+        per_photo = work_per_photo(tmp / "caption", tmp / "cache", dataset)
+    run_precision = args[args.index("--mixed_precision") + 1]
+    peaks = bench_matmul(2 if quick else 5, n=512 if quick else 2048)
+    peak = peaks["bf16" if run_precision == "bf16" else "fp32"]["gflops"]
+    return {
+        "name": f"make catalog on {products} products, {epochs} epoch(s), phase by phase",
+        "machine": machine(),
+        "cpu_bf16_flags": cpu_flags(),
+        "precision": run_precision,
+        "threads": torch.get_num_threads(),
+        "recipe_args": args + ["--num_train_epochs", str(epochs)] + (QUICK if quick else []),
+        "rows": sizes,
+        "matmul_peak_gflops": {k: v["gflops"] for k, v in peaks.items()},
+        "gflop_per_photo": per_photo,
+        "phases": phase_table(timings, history, sizes, per_photo, build_seconds, peak),
+        "total_seconds": round(build_seconds + sum(timings.values()), 1),
+        "test_bleu": results.get("bleu"),
+    }
+
+
+def print_phases(result: dict) -> None:
+    print(f"{result['name']}: {result['precision']}, {result['threads']} threads, "
+          f"matmul peak {result['matmul_peak_gflops']}")  # fmt: skip
+    print(f"{'phase':22} {'seconds':>8} {'share':>6} {'photos':>8} {'GFLOP/s':>8} {'of peak':>8}")
+    for row in result["phases"]:
+        rate = f"{row['gflop_per_s']:8.1f}" if row["gflop_per_s"] else f"{'-':>8}"
+        peak = f"{row['share_of_peak']:8.1%}" if row["share_of_peak"] else f"{'-':>8}"
+        print(f"{row['phase']:22} {row['seconds']:8.1f} {row['share']:6.1%} {row['photos']:8} "
+              f"{rate} {peak}")  # fmt: skip
+    print(f"total {result['total_seconds']} s, test BLEU {result['test_bleu']:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="60 products, 1 epoch, 64 px")
+    parser.add_argument("--products", type=int, default=4000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--precision", choices=("no", "bf16"), default=None,
+                        help="default: the Makefile's (bf16 where the CPU has it)")  # fmt: skip
+    parser.add_argument("--output", type=Path, default=None, help="write the result as JSON")
+    args = parser.parse_args()
+    result = run(args.quick, args.products, args.epochs, args.precision)
+    if result is None:
+        sys.exit(f"no catalogue at {CATALOG}")
+    print_phases(result)
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

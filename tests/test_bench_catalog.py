@@ -1,0 +1,26 @@
+"""benchmarks/bench_catalog.py's quick mode: the recipe on 60 catalogue products, phase by phase."""
+
+import pytest
+
+from benchmarks import bench_catalog
+
+
+@pytest.mark.slow
+def test_the_recipe_phases_add_up_and_carry_their_work(shared_data):
+    result = bench_catalog.run(quick=True)
+    phases = {row["phase"]: row for row in result["phases"]}
+    assert list(phases) == [
+        "dataset_build", "data_and_model", "feature_cache", "train_epochs",
+        "validation_per_epoch", "test", "outputs",
+    ]  # fmt: skip
+    assert sum(row["share"] for row in phases.values()) == pytest.approx(1.0)
+    assert all(row["seconds"] >= 0 for row in phases.values())
+    rows = result["rows"]
+    assert phases["feature_cache"]["photos"] == sum(rows.values()) > 0
+    assert phases["test"]["photos"] == 3 * rows["validation"] + rows["test"]
+    # the trained stage, the decoder and the head: a training step is more work than a loss
+    work = result["gflop_per_photo"]
+    assert work["train_step"] > work["validation_loss"] > 0 and work["feature_cache"] > 0
+    for phase in ("feature_cache", "train_epochs", "test"):
+        assert 0 < phases[phase]["share_of_peak"] < 1.5, phase
+    assert "--train_last_blocks" in result["recipe_args"] and 0 <= result["test_bleu"] <= 100
