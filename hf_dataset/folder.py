@@ -125,18 +125,23 @@ def build(
     """
     metadata = Path(metadata)
     images = _check(metadata, images, max_products)
-    excluded_ids = read_ids(exclude) if exclude is not None else set()
+    excluded_ids = (
+        read_ids(exclude) if exclude is not None else None
+    )  # before the output is touched
     output = check_output(output, overwrite)
 
     dropped = collections.Counter()
     rows, extras = read_rows(metadata, dropped)
-    kept = [r for r in rows if r["product_id"] not in excluded_ids]
-    excluded = {"file": str(exclude), "ids": len(excluded_ids), "rows": len(rows) - len(kept)}
-    rows = _first_products(kept, max_products)
+    excluded = None  # what was left out, for the report and the card
+    if excluded_ids is not None:
+        kept = [r for r in rows if r["product_id"] not in excluded_ids]
+        excluded = {"file": str(exclude), "ids": len(excluded_ids), "rows": len(rows) - len(kept)}
+        rows = kept
+    rows = _first_products(rows, max_products)
     if not rows:
         raise BuildError(f"no usable row in {metadata} (dropped: {dict(dropped) or 'none'})")
     report = _report(metadata, images, rows, dropped, max_products, max_side, max_pixels)
-    if exclude is not None:
+    if excluded:
         report["excluded"] = excluded
     to_records = ImageRecords(dropped, unique_images=True, omit=("filename",))
 
@@ -152,7 +157,7 @@ def build(
         output,
         features=base_features(extras),
         report=report,
-        card=_card(metadata, images, rows, max_side, excluded if exclude is not None else None),
+        card=_card(metadata, images, rows, max_side, excluded),
         overwrite=overwrite,
         summarize=lambda dataset: source_summary(dataset, {"dropped": dropped}, to_records.seconds),
     )
