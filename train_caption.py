@@ -61,6 +61,7 @@ from training.captions import (
 )
 from training.checkpoints import guard_output_dir, resolve_checkpoint, save_checkpoint
 from training.data import photo_resolution
+from training.feature_engines import DEFAULT_ENGINE, ENGINES
 from training.plots import plot_caption_grid, plot_caption_history
 from training.precision import CHOICES, mixed_precision
 from training.script import Laps, UserError, command_line, first_line, run_script
@@ -177,6 +178,15 @@ class CaptionTrainingArguments:
     cache_dir: str | None = field(
         default=None,
         metadata={"help": "feature cache (default: $HF_HOME/product_caption_features)"},
+    )
+    cache_engine: str = field(
+        default=DEFAULT_ENGINE,
+        metadata={
+            "choices": ENGINES,
+            "help": "what runs the frozen encoder layers when the feature cache is filled: "
+            "onnxruntime (fp32, the fastest on a CPU; torch on a GPU or where the encoder does "
+            "not export) or torch (the run's precision)",
+        },
     )
     dataloader_num_workers: int = 0
     stop_after_epochs: int | None = field(
@@ -535,7 +545,7 @@ def main(argv=None) -> dict:
         features = cached_features(
             model, processor.image_processor, dataset, accelerator, pretrained,
             cache_dir=args.cache_dir, batch_size=args.per_device_eval_batch_size,
-            hflip_train=args.hflip_train,
+            hflip_train=args.hflip_train, engine=args.cache_engine,
         )  # fmt: skip
     laps("feature_cache")
     frozen = bool(model.config.train_last_blocks)

@@ -183,15 +183,18 @@ def bench_cache_path(dataset_path, rounds: int, rows: int, encoder: str, size: i
     loader alone (decode and resize)."""
     from modeling import ProductImageProcessor
     from training.captions import encode_split, image_batches, load_caption_dataset
+    from training.feature_engines import torch_encode
 
     split = load_caption_dataset(dataset_path, ["train"])[0]["train"].select(range(rows))
     model = ProductCaptionModel(ProductCaptionConfig(encoder_name=encoder, image_size=size))
     processor = ProductImageProcessor.from_timm(model.encoder, size)
 
     def fill(bf16):
-        return lambda: encode_split(
-            model, processor, split, batch, "cpu", "encode", lambda: autocast(bf16)
-        )
+        def run():
+            with torch_encode(model, "cpu", lambda: autocast(bf16)) as encode:
+                encode_split(encode, processor, split, batch, "encode")
+
+        return run
 
     def decode():
         for _ in image_batches(split, processor, batch):

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .data import SPLITS, drop_empty_captions, load_splits
+from .feature_engines import DEFAULT_ENGINE, open_engine, usable
 from .script import UserError
 
 CACHE_VERSION = 2  # bump when the cached feature layout changes (2: a ViT's prefix tokens left out)
@@ -94,10 +95,11 @@ def feature_cache_key(
     pretrained,
     precision: str = "no",
     hflip: bool = False,
+    engine: str = "torch",
 ) -> str:
     """Everything the cached features depend on: encoder, its weights, the transform (`hflip`: the
-    photos mirrored), the precision it ran in and the data. Changing a field or the hashing makes
-    every existing cache stale."""
+    photos mirrored), the engine and precision it ran in and the data. Changing a field or the
+    hashing makes every existing cache stale."""
     weights = hashlib.sha256()
     for name, tensor in sorted(model.encoder.state_dict().items()):
         weights.update(name.encode())
@@ -115,10 +117,11 @@ def feature_cache_key(
     }
     if hflip:  # only then, so the caches written before this field keep their keys
         key["hflip"] = True
+    if engine != "torch":  # likewise; ONNX Runtime computes in fp32 whatever the run's precision
+        key["engine"], key["precision"] = engine, "no"
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-@torch.no_grad()  # not inference_mode: the channels_last copies of trained layers must stay trainable
 def image_batches(split, image_processor, batch_size: int) -> DataLoader:
     """A split's photos, decoded and resized in this process (eval transform): (B, 3, S, S) batches."""
     rows = CaptionRows(
@@ -133,33 +136,24 @@ def image_batches(split, image_processor, batch_size: int) -> DataLoader:
     )
 
 
+@torch.no_grad()  # not inference_mode: the channels_last copies of trained layers must stay trainable
 def encode_split(
-    model,
+    encode,
     image_processor,
     split,
     batch_size,
-    device,
     desc,
-    autocast=contextlib.nullcontext,
     hflip: bool = False,
 ) -> torch.Tensor:
-    """A split's float16 `model.frozen_features`, eval transform (`hflip`: then mirrored left to
-    right): (rows, 1 + N, D) encoder features, or the input of the trained blocks with
-    `train_last_blocks`; `autocast` (a context factory, e.g. `accelerator.autocast`) sets the
-    precision they run in."""
+    """A split's float16 frozen features, eval transform (`hflip`: then mirrored left to right):
+    (rows, 1 + N, D) encoder features, or the input of the trained blocks with `train_last_blocks`.
+    `encode` is `model.frozen_features` in an engine (`feature_engines.open_engine`)."""
     loader = image_batches(split, image_processor, batch_size)
-    model.eval()
-    # channels_last: oneDNN's convolutions, depthwise ones above all, run faster in that layout;
-    # a ViT only sees it in its patch embedding
-    model.encoder.to(memory_format=torch.channels_last)
     chunks = []
     for pixels in tqdm(loader, desc=desc):
         if hflip:
             pixels = pixels.flip(-1)
-        with autocast():
-            frozen = model.frozen_features(pixels.to(device, memory_format=torch.channels_last))
-        chunks.append(frozen.half().cpu())
-    model.encoder.to(memory_format=torch.contiguous_format)
+        chunks.append(encode(pixels).half().cpu())
     return torch.cat(chunks)
 
 
@@ -180,42 +174,62 @@ def cached_features(
     batch_size: int = 128,
     splits: Sequence[str] = SPLITS,
     hflip_train: bool = False,
+    engine: str = DEFAULT_ENGINE,
 ) -> dict[str, torch.Tensor]:
     """Encoder features of each split, from the disk cache or computed once (on the main process).
 
     `cache_dir` defaults to `$HF_HOME/product_caption_features`; `batch_size` is the encoding batch;
-    `hflip_train` adds `train_hflip`, the train photos mirrored (augmentation for cached features)."""
+    `hflip_train` adds `train_hflip`, the train photos mirrored (augmentation for cached features);
+    `engine` runs the frozen layers (`feature_engines.ENGINES`; torch where it cannot run)."""
     cache_dir = Path(cache_dir or default_cache_dir())
-    features = {}
+    reason = usable(engine, accelerator.device)
+    if reason:
+        accelerator.print(f"feature cache: {engine} not used, {reason}; encoding with torch")
+        engine = "torch"
     jobs = [(split, split, False) for split in splits]
     if hflip_train:
         jobs.append(("train_hflip", "train", True))
-    for name, split, hflip in jobs:
-        key = feature_cache_key(
-            model, image_processor, dataset[split], pretrained, accelerator.mixed_precision, hflip
-        )
-        path = cache_dir / f"{name}-{key}.safetensors"
-        with accelerator.main_process_first():
-            if not path.is_file():
-                if not accelerator.is_main_process:
-                    raise RuntimeError(f"feature cache {path} was not written by the main process")
-                tensor = encode_split(
-                    model,
-                    image_processor,
-                    dataset[split],
-                    batch_size,
-                    accelerator.device,
-                    f"encoding {name}",
-                    accelerator.autocast,  # bf16 on a CPU with AVX-512 BF16: 2.4x (BENCHMARKS.md)
-                    hflip,
-                )
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{os.getpid()}")
-                save_file({"features": tensor.contiguous()}, tmp)
-                os.replace(tmp, path)  # a half-written cache file never has the final name
-            else:
-                accelerator.print(f"{name}: encoder features from cache {path}")
-            features[name] = load_file(path)["features"]
+    features = {}
+    with contextlib.ExitStack() as stack:
+        encode = None  # the engine, opened at the first split that is not cached yet
+        for name, split, hflip in jobs:
+            key = feature_cache_key(
+                model, image_processor, dataset[split], pretrained, accelerator.mixed_precision,
+                hflip, engine,
+            )  # fmt: skip
+            path = cache_dir / f"{name}-{key}.safetensors"
+            with accelerator.main_process_first():
+                if path.is_file():
+                    accelerator.print(f"{name}: encoder features from cache {path}")
+                else:
+                    if not accelerator.is_main_process:
+                        raise RuntimeError(
+                            f"feature cache {path} was not written by the main process"
+                        )
+                    if encode is None:
+                        model.eval()
+                        # bf16 autocast on a CPU with AVX-512 BF16: 2.4x fp32 (BENCHMARKS.md)
+                        opened = open_engine(
+                            model, image_processor.image_size, engine, accelerator.device,
+                            accelerator.autocast, log=accelerator.print,
+                        )  # fmt: skip
+                        ran, encode = stack.enter_context(opened)
+                        if ran != engine:  # the export failed: the torch features' own key
+                            engine = ran
+                            key = feature_cache_key(
+                                model, image_processor, dataset[split], pretrained,
+                                accelerator.mixed_precision, hflip, engine,
+                            )  # fmt: skip
+                            path = cache_dir / f"{name}-{key}.safetensors"
+                    tensor = encode_split(
+                        encode, image_processor, dataset[split], batch_size,
+                        f"encoding {name} ({engine})", hflip,
+                    )  # fmt: skip
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(f".tmp{os.getpid()}")
+                    save_file({"features": tensor.contiguous()}, tmp)
+                    os.replace(tmp, path)  # a half-written cache file never has the final name
+                features[name] = load_file(path)["features"]
     return features
 
 
