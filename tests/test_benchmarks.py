@@ -149,3 +149,23 @@ def test_generation_benchmark_times_both_engines_on_the_same_captions():
     for cell in cells.values():
         assert cell["fast_captions_per_s"] > 0 and cell["mixin_captions_per_s"] > 0
         assert cell["same_captions"] == "8/8"
+
+
+@pytest.mark.slow
+def test_cache_engines_benchmark_matches_eager_features_on_every_installed_engine():
+    from benchmarks import bench_cache_engines as bench
+
+    result = bench.run(quick=True)
+    engines = {cell["engine"] for cell in result["cells"]}
+    assert {"eager_fp32", "eager_bf16", "compile_fp32", "compile_bf16"} <= engines
+    for optional, module in (("onnxruntime_fp32", "onnxruntime"), ("openvino_fp32", "openvino"),
+                             ("openvino_bf16", "openvino")):  # fmt: skip
+        assert (optional in engines) == bench.installed(module) or optional in result["skipped"]
+    bf16 = result["eager_bf16_vs_eager_fp32"]
+    assert bf16["min_cosine"] > 0.99
+    for cell in result["cells"]:
+        assert cell["images_per_s"] > 0 and cell["vs_eager_bf16"] > 0
+        if cell["precision"] == "fp32":  # the same arithmetic reordered: equal to rounding
+            assert cell["within_tolerance"], cell
+        else:  # bf16 engines round elsewhere than eager bf16 does: judged, not required
+            assert cell["vs_eager_fp32"]["min_cosine"] > 0.95, cell
