@@ -1,6 +1,7 @@
 """`make catalog` on a subset, phase by phase: where the recipe's time goes, next to the matmul peak.
 
     uv run --no-sync python benchmarks/bench_catalog.py [--products 4000] [--epochs 2] [--precision bf16]
+    uv run --no-sync python benchmarks/bench_catalog.py --from_run outputs/catalog
 
 Builds the first `--products` products of `../shared/data/fashion_catalog` with the folder source,
 trains the recipe (the Makefile's `CATALOG_ARGS`, `--epochs` epochs) in a temporary folder with a
@@ -8,12 +9,14 @@ fresh feature cache, and reads the run's `timings.json` and history. Each phase'
 with torch's `FlopCounterMode` (matmuls and convolutions) on one batch: per photo, the frozen encoder
 for the cache, a training step forward and backward, a caption generated with the saved
 `generation_config.json`. Each phase is then given in GFLOP/s and as a share of this machine's
-matmul peak in the run's precision (`bench_bf16.bench_matmul`, 2048 x 2048).
+matmul peak in the run's precision (`bench_bf16.bench_matmul`, 2048 x 2048). `--from_run` gives
+the same table for a finished `make catalog` folder, from the timings it wrote.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import subprocess
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 HERE = Path(__file__).resolve().parent
@@ -51,8 +55,21 @@ def recipe_args(precision: str | None) -> list[str]:
     return shlex.split(printed)
 
 
+def grouped_conv_backward_flop(grad_out, x, w, bias, stride, padding, dilation, transposed,
+                               output_padding, groups, output_mask, out_shape=None, **kwargs):  # fmt: skip
+    """torch's `convolution_backward` count, with a grouped convolution's weight gradient divided
+    by its groups: torch counts it as a dense one's (a depthwise 3x3 over 1,152 channels 1,152x)."""
+    args = (grad_out, x, w, bias, stride, padding, dilation, transposed, output_padding, groups)
+    total = flop_counter.conv_backward_flop(*args, output_mask, out_val=out_shape)
+    if groups == 1 or not output_mask[1]:
+        return total
+    weight = flop_counter.conv_backward_flop(*args, [False, True, False], out_val=out_shape)
+    return total - weight + weight // groups
+
+
 def gflop(fn) -> float:
-    with FlopCounterMode(display=False) as counter:
+    mapping = {torch.ops.aten.convolution_backward: grouped_conv_backward_flop}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         fn()
     return counter.get_total_flops() / 1e9
 
@@ -78,16 +95,26 @@ def work_per_photo(output_dir: Path, cache_dir: Path, dataset, batch: int = 16) 
         cache = gflop(lambda: model.frozen_features(pixels))
         loss = gflop(lambda: model(**inputs))
         generate = gflop(lambda: model.generate(frozen_features=inputs["frozen_features"]))
+        # validation's captions are greedy; the test's take the saved generation_config (beams)
+        greedy = gflop(
+            lambda: model.generate(frozen_features=inputs["frozen_features"], num_beams=1)
+        )
     return {
         "feature_cache": cache / batch,
         "train_step": gflop(train_step) / batch,
         "validation_loss": loss / batch,
         "generate": generate / batch,
+        "generate_greedy": greedy / batch,
     }
 
 
-def phase_table(timings, history, sizes, per_photo, build_seconds, peak) -> list[dict]:
-    """One row per phase: seconds, photos, GFLOP/s and the share of the matmul peak."""
+def phase_table(timings, history, sizes, per_photo, build_seconds, peaks, training_args) -> list:
+    """One row per phase: seconds, photos, GFLOP/s and the share of the matmul peak in the phase's
+    precision (the run's; fp32 for a cache filled by ONNX Runtime)."""
+    precision = "bf16" if training_args["mixed_precision"] == "bf16" else "fp32"
+    engine = training_args.get("cache_engine", "torch")
+    peak = {phase: peaks[precision] for phase in ("train_epochs", "validation_per_epoch", "test")}
+    peak["feature_cache"] = peaks["fp32" if engine == "onnxruntime" else precision]
     train_seconds = sum(h["train_seconds"] for h in history)
     val_seconds = sum(h["seconds"] - h["train_seconds"] for h in history)
     epochs = len(history)
@@ -96,6 +123,8 @@ def phase_table(timings, history, sizes, per_photo, build_seconds, peak) -> list
         "dataset_build": (build_seconds, cached, 0.0),
         "data_and_model": (timings["data_and_model"], 0, 0.0),
         "feature_cache": (timings["feature_cache"], cached, cached * per_photo["feature_cache"]),
+        # the retrieval baseline's pooled features, accelerate's prepare, trackers
+        "prepare": (timings["prepare"], 0, 0.0),
         "train_epochs": (
             train_seconds,
             epochs * sizes["train"],
@@ -104,7 +133,9 @@ def phase_table(timings, history, sizes, per_photo, build_seconds, peak) -> list
         "validation_per_epoch": (
             val_seconds,
             epochs * sizes["validation"],
-            epochs * sizes["validation"] * (per_photo["validation_loss"] + per_photo["generate"]),
+            epochs
+            * sizes["validation"]
+            * (per_photo["validation_loss"] + per_photo["generate_greedy"]),
         ),
         # three repetition guards tried on validation, then the test split
         "test": (
@@ -114,6 +145,8 @@ def phase_table(timings, history, sizes, per_photo, build_seconds, peak) -> list
         ),
         "outputs": (timings["outputs"], 0, 0.0),
     }
+    if build_seconds is None:  # a finished run's folder: its dataset was built apart, not timed
+        del work["dataset_build"]
     total = sum(seconds for seconds, _, _ in work.values())
     rows = []
     for phase, (seconds, photos, flop) in work.items():
@@ -125,20 +158,31 @@ def phase_table(timings, history, sizes, per_photo, build_seconds, peak) -> list
                 "share": seconds / total,
                 "photos": photos,
                 "gflop_per_s": rate,
-                "share_of_peak": rate / peak if rate else None,
+                "share_of_peak": rate / peak[phase] if rate else None,
             }
         )
     return rows
 
 
 def run(
-    quick: bool = False, products: int = 4000, epochs: int = 2, precision: str | None = None
+    quick: bool = False,
+    products: int = 4000,
+    epochs: int = 2,
+    precision: str | None = None,
+    keep_in: Path | None = None,
 ) -> dict | None:
+    """The recipe on the first `products` catalogue products, in a temporary folder (`keep_in`:
+    in that folder, kept, laid out as `make catalog`'s: dataset/, caption/, cache/)."""
     if not (CATALOG / "metadata.csv").is_file():
         return None  # the catalogue is not beside this checkout
     products, epochs = (60, 1) if quick else (products, epochs)
     args = recipe_args(precision)
-    with tempfile.TemporaryDirectory(prefix="bench_catalog_") as tmp:
+    workdir = (
+        contextlib.nullcontext(keep_in)
+        if keep_in
+        else tempfile.TemporaryDirectory(prefix="bench_catalog_")
+    )
+    with workdir as tmp:
         tmp = Path(tmp)
         started = time.perf_counter()
         folder.build(
@@ -151,12 +195,13 @@ def run(
         results = train_caption.main(argv)
         timings = json.loads((tmp / "caption" / "timings.json").read_text())
         history = json.loads((tmp / "caption" / "training_history.json").read_text())
+        training_args = json.loads((tmp / "caption" / "training_args.json").read_text())
         dataset, _ = load_caption_dataset(tmp / "dataset")
         sizes = {split: len(rows) for split, rows in dataset.items()}
         per_photo = work_per_photo(tmp / "caption", tmp / "cache", dataset)
     run_precision = args[args.index("--mixed_precision") + 1]
     peaks = bench_matmul(2 if quick else 5, n=512 if quick else 2048)
-    peak = peaks["bf16" if run_precision == "bf16" else "fp32"]["gflops"]
+    peaks = {k: v["gflops"] for k, v in peaks.items()}
     return {
         "name": f"make catalog on {products} products, {epochs} epoch(s), phase by phase",
         "machine": machine(),
@@ -165,11 +210,45 @@ def run(
         "threads": torch.get_num_threads(),
         "recipe_args": args + ["--num_train_epochs", str(epochs)] + (QUICK if quick else []),
         "rows": sizes,
-        "matmul_peak_gflops": {k: v["gflops"] for k, v in peaks.items()},
+        "matmul_peak_gflops": peaks,
         "gflop_per_photo": per_photo,
-        "phases": phase_table(timings, history, sizes, per_photo, build_seconds, peak),
+        "cache_engine": training_args.get("cache_engine", "torch"),
+        "phases": phase_table(
+            timings, history, sizes, per_photo, build_seconds, peaks, training_args
+        ),
         "total_seconds": round(build_seconds + sum(timings.values()), 1),
         "test_bleu": results.get("bleu"),
+    }
+
+
+def of_run(run_dir: Path, quick: bool = False) -> dict:
+    """The phase table of a finished `make catalog` run (its `caption/` folder, with the dataset
+    and feature cache beside it), next to this machine's matmul peak measured now."""
+    run_dir = Path(run_dir)
+    caption = run_dir / "caption"
+    timings = json.loads((caption / "timings.json").read_text())
+    history = json.loads((caption / "training_history.json").read_text())
+    args = json.loads((caption / "training_args.json").read_text())
+    dataset, _ = load_caption_dataset(args["dataset"])
+    sizes = {split: len(rows) for split, rows in dataset.items()}
+    per_photo = work_per_photo(caption, Path(args["cache_dir"]), dataset)
+    peaks = bench_matmul(2 if quick else 5, n=512 if quick else 2048)
+    peaks = {k: v["gflops"] for k, v in peaks.items()}
+    precision = args["mixed_precision"]
+    return {
+        "name": f"make catalog ({run_dir}), phase by phase",
+        "machine": machine(),
+        "cpu_bf16_flags": cpu_flags(),
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+        "rows": sizes,
+        "epochs": len(history),
+        "matmul_peak_gflops": peaks,
+        "gflop_per_photo": per_photo,
+        "cache_engine": args.get("cache_engine", "torch"),
+        "phases": phase_table(timings, history, sizes, per_photo, None, peaks, args),
+        "total_seconds": round(sum(timings.values()), 1),
+        "test_bleu": json.loads((caption / "eval_results.json").read_text())["bleu"],
     }
 
 
@@ -194,9 +273,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--precision", choices=("no", "bf16"), default=None,
                         help="default: the Makefile's (bf16 where the CPU has it)")  # fmt: skip
+    parser.add_argument("--from_run", type=Path, default=None,
+                        help="a finished `make catalog` folder (e.g. outputs/catalog): its own "
+                        "phase table from its timings.json, nothing trained")  # fmt: skip
     parser.add_argument("--output", type=Path, default=None, help="write the result as JSON")
     args = parser.parse_args()
-    result = run(args.quick, args.products, args.epochs, args.precision)
+    if args.from_run:
+        if not (args.from_run / "caption" / "timings.json").is_file():
+            sys.exit(f"{args.from_run}/caption/timings.json not found: pass a make catalog folder")
+        result = of_run(args.from_run)
+    else:
+        result = run(args.quick, args.products, args.epochs, args.precision)
     if result is None:
         sys.exit(f"no catalogue at {CATALOG}")
     print_phases(result)

@@ -6,11 +6,11 @@ from benchmarks import bench_catalog
 
 
 @pytest.mark.slow
-def test_the_recipe_phases_add_up_and_carry_their_work(shared_data):
-    result = bench_catalog.run(quick=True)
+def test_the_recipe_phases_add_up_and_carry_their_work(shared_data, tmp_path):
+    result = bench_catalog.run(quick=True, keep_in=tmp_path)
     phases = {row["phase"]: row for row in result["phases"]}
     assert list(phases) == [
-        "dataset_build", "data_and_model", "feature_cache", "train_epochs",
+        "dataset_build", "data_and_model", "feature_cache", "prepare", "train_epochs",
         "validation_per_epoch", "test", "outputs",
     ]  # fmt: skip
     assert sum(row["share"] for row in phases.values()) == pytest.approx(1.0)
@@ -24,3 +24,11 @@ def test_the_recipe_phases_add_up_and_carry_their_work(shared_data):
     for phase in ("feature_cache", "train_epochs", "test"):
         assert 0 < phases[phase]["share_of_peak"] < 1.5, phase
     assert "--train_last_blocks" in result["recipe_args"] and 0 <= result["test_bleu"] <= 100
+
+    # the same run's folder read back as a finished `make catalog`'s: the same phases, but the
+    # dataset build, which make catalog does apart and does not time
+    again = bench_catalog.of_run(tmp_path, quick=True)
+    assert [row["phase"] for row in again["phases"]] == list(phases)[1:]
+    for row in again["phases"]:
+        assert row["seconds"] == phases[row["phase"]]["seconds"], row["phase"]
+    assert again["rows"] == rows and again["test_bleu"] == pytest.approx(result["test_bleu"])
