@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .data import SPLITS, drop_empty_captions, load_splits
-from .feature_engines import DEFAULT_ENGINE, open_engine, usable
+from .feature_engines import DEFAULT_ENGINE, choose_engine, open_engine
 from .script import UserError
 
 CACHE_VERSION = 2  # bump when the cached feature layout changes (2: a ViT's prefix tokens left out)
@@ -182,10 +182,15 @@ def cached_features(
     `hflip_train` adds `train_hflip`, the train photos mirrored (augmentation for cached features);
     `engine` runs the frozen layers (`feature_engines.ENGINES`; torch where it cannot run)."""
     cache_dir = Path(cache_dir or default_cache_dir())
-    reason = usable(engine, accelerator.device)
-    if reason:
-        accelerator.print(f"feature cache: {engine} not used, {reason}; encoding with torch")
-        engine = "torch"
+    engine = choose_engine(engine, accelerator.device, log=accelerator.print)
+
+    def path_of(name: str, split: str, hflip: bool) -> Path:
+        key = feature_cache_key(
+            model, image_processor, dataset[split], pretrained, accelerator.mixed_precision,
+            hflip, engine,
+        )  # fmt: skip
+        return cache_dir / f"{name}-{key}.safetensors"
+
     jobs = [(split, split, False) for split in splits]
     if hflip_train:
         jobs.append(("train_hflip", "train", True))
@@ -193,15 +198,9 @@ def cached_features(
     with contextlib.ExitStack() as stack:
         encode = None  # the engine, opened at the first split that is not cached yet
         for name, split, hflip in jobs:
-            key = feature_cache_key(
-                model, image_processor, dataset[split], pretrained, accelerator.mixed_precision,
-                hflip, engine,
-            )  # fmt: skip
-            path = cache_dir / f"{name}-{key}.safetensors"
+            path = path_of(name, split, hflip)
             with accelerator.main_process_first():
-                if path.is_file():
-                    accelerator.print(f"{name}: encoder features from cache {path}")
-                else:
+                if not path.is_file():
                     if not accelerator.is_main_process:
                         raise RuntimeError(
                             f"feature cache {path} was not written by the main process"
@@ -213,14 +212,11 @@ def cached_features(
                             model, image_processor.image_size, engine, accelerator.device,
                             accelerator.autocast, log=accelerator.print,
                         )  # fmt: skip
-                        ran, encode = stack.enter_context(opened)
-                        if ran != engine:  # the export failed: the torch features' own key
-                            engine = ran
-                            key = feature_cache_key(
-                                model, image_processor, dataset[split], pretrained,
-                                accelerator.mixed_precision, hflip, engine,
-                            )  # fmt: skip
-                            path = cache_dir / f"{name}-{key}.safetensors"
+                        engine, encode = stack.enter_context(opened)
+                        path = path_of(name, split, hflip)  # torch's own, if the export failed
+                if path.is_file():
+                    accelerator.print(f"{name}: encoder features from cache {path}")
+                else:
                     tensor = encode_split(
                         encode, image_processor, dataset[split], batch_size,
                         f"encoding {name} ({engine})", hflip,

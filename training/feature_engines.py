@@ -99,24 +99,35 @@ def usable(engine: str, device) -> str | None:
     return None
 
 
+def fallback_line(engine: str, reason: str) -> str:
+    return f"feature cache: {engine} not used, {reason}; encoding with torch"
+
+
+def choose_engine(engine: str, device, log=print) -> str:
+    """`engine` where it can run here, else torch (said through `log`)."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown feature cache engine {engine!r}: choose from {ENGINES}")
+    reason = usable(engine, device)
+    if reason:
+        log(fallback_line(engine, reason))
+        return "torch"
+    return engine
+
+
 @contextlib.contextmanager
 def open_engine(
     model, image_size: int, engine: str, device, autocast=contextlib.nullcontext, log=print
 ) -> Iterator[tuple[str, Encode]]:
     """(the engine that runs, its encode function): `engine`, or torch where it cannot run here or
     cannot export this encoder (said through `log`)."""
-    if engine not in ENGINES:
-        raise ValueError(f"unknown feature cache engine {engine!r}: choose from {ENGINES}")
-    if engine == "onnxruntime":
-        encode, reason = None, usable(engine, device)
-        if reason is None:
-            try:
-                encode = onnxruntime_encode(model, image_size)
-            except Exception as err:  # an encoder the exporter cannot trace: the eager path
-                reason = f"export failed ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
-        if encode is not None:
+    if choose_engine(engine, device, log) == "onnxruntime":
+        try:
+            encode = onnxruntime_encode(model, image_size)
+        except Exception as err:  # an encoder the exporter cannot trace: the eager path
+            reason = f"export failed ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+            log(fallback_line(engine, reason))
+        else:
             yield engine, encode
             return
-        log(f"feature cache: onnxruntime not used, {reason}; encoding with torch")
     with torch_encode(model, device, autocast) as encode:
         yield "torch", encode
