@@ -176,7 +176,7 @@ def run(
     if not (CATALOG / "metadata.csv").is_file():
         return None  # the catalogue is not beside this checkout
     products, epochs = (60, 1) if quick else (products, epochs)
-    args = recipe_args(precision)
+    recipe = [*recipe_args(precision), "--num_train_epochs", str(epochs), *(QUICK if quick else [])]
     workdir = (
         contextlib.nullcontext(keep_in)
         if keep_in
@@ -190,40 +190,17 @@ def run(
         )
         build_seconds = time.perf_counter() - started
         argv = ["--dataset", str(tmp / "dataset"), "--output_dir", str(tmp / "caption"),
-                "--cache_dir", str(tmp / "cache"), "--report_to", "none", *args,
-                "--num_train_epochs", str(epochs), *(QUICK if quick else [])]  # fmt: skip
-        results = train_caption.main(argv)
-        timings = json.loads((tmp / "caption" / "timings.json").read_text())
-        history = json.loads((tmp / "caption" / "training_history.json").read_text())
-        training_args = json.loads((tmp / "caption" / "training_args.json").read_text())
-        dataset, _ = load_caption_dataset(tmp / "dataset")
-        sizes = {split: len(rows) for split, rows in dataset.items()}
-        per_photo = work_per_photo(tmp / "caption", tmp / "cache", dataset)
-    run_precision = args[args.index("--mixed_precision") + 1]
-    peaks = bench_matmul(2 if quick else 5, n=512 if quick else 2048)
-    peaks = {k: v["gflops"] for k, v in peaks.items()}
-    return {
-        "name": f"make catalog on {products} products, {epochs} epoch(s), phase by phase",
-        "machine": machine(),
-        "cpu_bf16_flags": cpu_flags(),
-        "precision": run_precision,
-        "threads": torch.get_num_threads(),
-        "recipe_args": args + ["--num_train_epochs", str(epochs)] + (QUICK if quick else []),
-        "rows": sizes,
-        "matmul_peak_gflops": peaks,
-        "gflop_per_photo": per_photo,
-        "cache_engine": training_args.get("cache_engine", "torch"),
-        "phases": phase_table(
-            timings, history, sizes, per_photo, build_seconds, peaks, training_args
-        ),
-        "total_seconds": round(build_seconds + sum(timings.values()), 1),
-        "test_bleu": results.get("bleu"),
-    }
+                "--cache_dir", str(tmp / "cache"), "--report_to", "none", *recipe]  # fmt: skip
+        train_caption.main(argv)
+        result = of_run(tmp, quick, build_seconds)
+    name = f"make catalog on {products} products, {epochs} epoch(s), phase by phase"
+    return {**result, "name": name, "recipe_args": recipe}
 
 
-def of_run(run_dir: Path, quick: bool = False) -> dict:
+def of_run(run_dir: Path, quick: bool = False, build_seconds: float | None = None) -> dict:
     """The phase table of a finished `make catalog` run (its `caption/` folder, with the dataset
-    and feature cache beside it), next to this machine's matmul peak measured now."""
+    and feature cache beside it), next to this machine's matmul peak measured now; with
+    `build_seconds` (the dataset build, which make catalog does not time) a row for that too."""
     run_dir = Path(run_dir)
     caption = run_dir / "caption"
     timings = json.loads((caption / "timings.json").read_text())
@@ -246,8 +223,8 @@ def of_run(run_dir: Path, quick: bool = False) -> dict:
         "matmul_peak_gflops": peaks,
         "gflop_per_photo": per_photo,
         "cache_engine": args.get("cache_engine", "torch"),
-        "phases": phase_table(timings, history, sizes, per_photo, None, peaks, args),
-        "total_seconds": round(sum(timings.values()), 1),
+        "phases": phase_table(timings, history, sizes, per_photo, build_seconds, peaks, args),
+        "total_seconds": round((build_seconds or 0.0) + sum(timings.values()), 1),
         "test_bleu": json.loads((caption / "eval_results.json").read_text())["bleu"],
     }
 
