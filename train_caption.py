@@ -553,7 +553,8 @@ def main(argv=None) -> dict:
         processor, dataset, token_ids, features, args, frozen
     )
     # before training: with trained encoder blocks, the pretrained encoder's features
-    pooled = pooled_features(model, features) if features is not None else {}
+    with accelerator.autocast():
+        pooled = pooled_features(model, features) if features is not None else {}
     optimizer, scheduler, train_loader = make_optimizer(model, train_loader, args, accelerator)
     model, optimizer, val_loader, test_loader, scheduler = accelerator.prepare(
         model, optimizer, val_loader, test_loader, scheduler

@@ -230,17 +230,19 @@ def cached_features(
 
 
 @torch.no_grad()
+@torch.no_grad()
 def pooled_features(model, features, splits=("train", "test"), batch_size=512) -> dict:
-    """Each split's pooled encoder feature (rows, D) from its cached features, for the retrieval
-    baseline. Taken before training, they are the pretrained encoder's even where its last blocks
-    are trained (`train_last_blocks`: the cache holds their input)."""
+    """Each split's pooled encoder feature (rows, D, fp32) from its cached features, for the
+    retrieval baseline. Taken before training, they are the pretrained encoder's even where its last
+    blocks are trained (`train_last_blocks`: the cache holds their input). Under autocast where the
+    caller opens it."""
     was_training, device = model.training, next(model.parameters()).device
     model.eval()
     pooled = {}
     for split in splits:
         chunks = features[split].split(batch_size)
         pooled[split] = torch.cat(
-            [model.memory_from_frozen(c.float().to(device))[:, 0].cpu() for c in chunks]
+            [model.memory_from_frozen(c.float().to(device))[:, 0].float().cpu() for c in chunks]
         )
     model.train(was_training)
     return pooled
