@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks import bench_catalog
+from benchmarks import bench_catalog, bench_train_step
 
 
 @pytest.mark.slow
@@ -32,3 +32,12 @@ def test_the_recipe_phases_add_up_and_carry_their_work(shared_data, tmp_path):
     for row in again["phases"]:
         assert row["seconds"] == phases[row["phase"]]["seconds"], row["phase"]
     assert again["rows"] == rows and again["test_bleu"] == pytest.approx(result["test_bleu"])
+
+    # the training-step benchmark on the same folder and cache: every batch size timed each round
+    steps = bench_train_step.run(
+        tmp_path / "dataset", tmp_path / "cache", [2, 4], photos=8, rounds=2, quick=True
+    )
+    assert set(steps["batch_sizes"]) == {"2", "4"} and steps["photos"] == 8
+    for row in steps["batch_sizes"].values():
+        assert len(row["seconds"]) == 2 and all(s > 0 for s in row["seconds"])
+        assert row["photos_per_s"] > 0 and row["ms_per_step"] > 0
