@@ -230,7 +230,6 @@ def cached_features(
 
 
 @torch.no_grad()
-@torch.no_grad()
 def pooled_features(model, features, splits=("train", "test"), batch_size=512) -> dict:
     """Each split's pooled encoder feature (rows, D, fp32) from its cached features, for the
     retrieval baseline. Taken before training, they are the pretrained encoder's even where its last
