@@ -37,6 +37,7 @@ from accelerate.utils import DataLoaderConfiguration, LoggerType, ProjectConfigu
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, HfArgumentParser, get_scheduler
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from metrics import constant_caption_baseline, metric_path
 from model_cards import PublishError, push_model, weights_line, write_model_card
@@ -188,6 +189,13 @@ class CaptionTrainingArguments:
             "not export) or torch (the run's precision)",
         },
     )
+    group_by_length: bool = field(
+        default=False,
+        metadata={
+            "help": "batch train captions of similar length (transformers' LengthGroupedSampler): "
+            "the decoder runs as many steps as a batch's longest caption"
+        },
+    )
     dataloader_num_workers: int = 0
     stop_after_epochs: int | None = field(
         default=None, metadata={"help": argparse.SUPPRESS}
@@ -302,7 +310,9 @@ def build_model(model_args: ModelArguments, tokenizer, resolution: int, pretrain
     return model, ProductCaptionProcessor(image_processor, tokenizer)
 
 
-def make_loaders(processor, dataset, token_ids, features, args, frozen: bool = False):
+def make_loaders(
+    processor, dataset, token_ids, features, args, frozen: bool = False, num_processes: int = 1
+):
     """Train, validation and test loaders: cached features (frozen encoder; with `frozen` the
     input of its trained blocks) or images."""
     image_processor = processor.image_processor
@@ -325,18 +335,38 @@ def make_loaders(processor, dataset, token_ids, features, args, frozen: bool = F
         }
     collate = make_collate(processor.tokenizer.pad_token_id)
     loader_kwargs = dict(collate_fn=collate, num_workers=args.dataloader_num_workers)
-    train_loader = DataLoader(
-        rows["train"],
-        batch_size=args.per_device_train_batch_size,
-        shuffle=True,
-        drop_last=False,
-        **loader_kwargs,
+    train_loader = make_train_loader(
+        rows["train"], args.per_device_train_batch_size, args, num_processes, **loader_kwargs
     )
     eval_loaders = [
         DataLoader(rows[s], batch_size=args.per_device_eval_batch_size, **loader_kwargs)
         for s in ("validation", "test")
     ]
     return train_loader, *eval_loaders
+
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' LengthGroupedSampler with a new order each epoch drawn from `seed + epoch`
+    (accelerate's loader calls `set_epoch`): the same order in every process, and again on resume."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+
+def make_train_loader(rows: CaptionRows, batch_size: int, args, num_processes: int = 1, **kwargs):
+    """The train split in random batches, or with `--group_by_length` in batches of similar caption
+    lengths: sorted within groups of 50 global batches (`batch_size` x `num_processes` rows), so that
+    one process or several see the same rows at each optimiser step."""
+    if not args.group_by_length:
+        return DataLoader(rows, batch_size=batch_size, shuffle=True, **kwargs)
+    lengths = [len(ids) for ids in rows.token_ids]
+    sampler = SeededLengthGroupedSampler(batch_size * num_processes, lengths, args.seed)
+    return DataLoader(rows, batch_size=batch_size, sampler=sampler, **kwargs)
 
 
 def make_optimizer(model, train_loader, args, accelerator):
@@ -550,7 +580,7 @@ def main(argv=None) -> dict:
     laps("feature_cache")
     frozen = bool(model.config.train_last_blocks)
     train_loader, val_loader, test_loader = make_loaders(
-        processor, dataset, token_ids, features, args, frozen
+        processor, dataset, token_ids, features, args, frozen, accelerator.num_processes
     )
     # before training: with trained encoder blocks, the pretrained encoder's features
     with accelerator.autocast():

@@ -7,7 +7,11 @@ Builds the model and optimiser as `make catalog` does (the Makefile's `CATALOG_A
 `train_caption`'s own functions), reads the run's feature cache (a cold cache is filled first), and
 runs `train_caption.train_one_epoch` over the same `--photos` train photos at each batch size, the
 sizes alternated in `--rounds` rounds after one warm-up pass each. Prints photos/s and ms per step;
-the medians go to `--output` as JSON.
+the medians go to `--output` as JSON. Other flags go to train_caption (`--group_by_length true`);
+two CPU processes, each with half the batch:
+
+    ACCELERATE_USE_CPU=1 uv run --no-sync accelerate launch --multi_gpu --num_processes 2 \
+        benchmarks/bench_train_step.py ... --batch_sizes 32
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from accelerate import PartialState
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # `python benchmarks/bench_train_step.py` from the repo root
@@ -50,8 +55,8 @@ def timed_pass(parts, args, accelerator, batch_size: int, photos: int) -> float:
     model, _ = train_caption.build_model(model_args, tokenizer, resolution, pretrained, quiet)
     model.to(accelerator.device)
     rows = CaptionRows(token_ids["train"][:photos], features["train"][:photos], frozen=True)
-    loader = DataLoader(rows, batch_size=batch_size, shuffle=True,
-                        collate_fn=make_collate(tokenizer.pad_token_id))  # fmt: skip
+    loader = train_caption.make_train_loader(rows, batch_size, args, accelerator.num_processes,
+                                             collate_fn=make_collate(tokenizer.pad_token_id))  # fmt: skip
     optimizer, scheduler, loader = train_caption.make_optimizer(model, loader, args, accelerator)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     started = time.perf_counter()
@@ -69,15 +74,18 @@ def run(
     rounds: int,
     precision: str | None = None,
     quick: bool = False,
+    train_args: Sequence[str] = (),
 ) -> dict:
-    """The medians of `rounds` alternated timed passes per batch size (after one warm-up each)."""
-    model_args, args, accelerator = recipe(dataset, cache_dir, precision, QUICK if quick else [])
-    dataset, tokenizer, token_ids = train_caption.read_data(model_args, args, print)
+    """The medians of `rounds` alternated timed passes per batch size (after one warm-up each).
+    `train_args`: more of train_caption's flags (`--group_by_length true`). Under `accelerate launch`
+    every process takes its share of the photos, and `batch_sizes` are per process."""
+    extra = [*(QUICK if quick else []), *train_args]
+    model_args, args, accelerator = recipe(dataset, cache_dir, precision, extra)
+    log = accelerator.print
+    dataset, tokenizer, token_ids = train_caption.read_data(model_args, args, log)
     resolution = train_caption.photo_resolution(dataset["train"])
     pretrained = parse_pretrained(model_args.pretrained_encoder)
-    model, processor = train_caption.build_model(
-        model_args, tokenizer, resolution, pretrained, print
-    )
+    model, processor = train_caption.build_model(model_args, tokenizer, resolution, pretrained, log)
     features = cached_features(
         model, processor.image_processor, dataset, accelerator, pretrained,
         cache_dir=cache_dir, batch_size=args.per_device_eval_batch_size,
@@ -85,26 +93,28 @@ def run(
     )  # fmt: skip
     parts = (model_args, dataset, tokenizer, token_ids, features, resolution, pretrained)
     photos = min(photos, len(token_ids["train"]))
+    steps = {b: -(-photos // (b * accelerator.num_processes)) for b in batch_sizes}  # per process
 
     seconds = {b: [] for b in batch_sizes}
     for round_ in range(rounds + 1):  # round 0 warms up
         for b in batch_sizes:
             took = timed_pass(parts, args, accelerator, b, photos)
-            print(f"round {round_} batch {b}: {photos / took:.1f} photos/s, "
-                  f"{1000 * took / -(-photos // b):.1f} ms/step"
-                  + (" (warm-up)" if round_ == 0 else ""))  # fmt: skip
+            log(f"round {round_} batch {b}: {photos / took:.1f} photos/s, "
+                f"{1000 * took / steps[b]:.1f} ms/step" + (" (warm-up)" if round_ == 0 else ""))  # fmt: skip
             if round_:
                 seconds[b].append(took)
     return {
         "machine": machine(),
         "precision": accelerator.mixed_precision,
+        "processes": accelerator.num_processes,
         "threads": torch.get_num_threads(),
+        "train_args": list(train_args),
         "photos": photos,
         "rounds": rounds,
         "batch_sizes": {
             str(b): {
                 "photos_per_s": photos / statistics.median(s),
-                "ms_per_step": 1000 * statistics.median(s) / -(-photos // b),
+                "ms_per_step": 1000 * statistics.median(s) / steps[b],
                 "seconds": s,
             }
             for b, s in seconds.items()
@@ -123,9 +133,11 @@ def main() -> None:
                         help="default: the Makefile's (bf16 where the CPU has it)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="bench_catalog's quick sizes (64 px)")
     parser.add_argument("--output", type=Path, default=None, help="write the result as JSON")
-    cli = parser.parse_args()
+    cli, train_args = parser.parse_known_args()
     result = run(cli.dataset, cli.cache_dir, cli.batch_sizes, cli.photos, cli.rounds,
-                 cli.precision, cli.quick)  # fmt: skip
+                 cli.precision, cli.quick, train_args)  # fmt: skip
+    if not PartialState().is_main_process:  # under accelerate launch: one report
+        return
     sizes = result["batch_sizes"]
     first = sizes[str(cli.batch_sizes[0])]["photos_per_s"]
     for b, row in sizes.items():

@@ -147,6 +147,9 @@ def test_train_last_blocks_trains_the_top_of_a_frozen_encoder(tokenizer, images)
     frozen = model.frozen_features(pixels)
     assert frozen.ndim == 4 and frozen.shape[1] == enc.blocks[-1][0].conv_pw.in_channels
     assert torch.allclose(model.memory_from_frozen(frozen), model.encode(pixels), atol=1e-6)
+    # the trained layers run in channels_last: the memory of the contiguous layout, token for token
+    contiguous = model._memory_of(enc.bn2(enc.conv_head(enc.blocks[-1:](frozen.contiguous()))))
+    assert torch.allclose(model.memory_from_frozen(frozen), contiguous, atol=1e-5)
     assert torch.equal(
         model.generate(frozen_features=frozen, num_beams=2),
         model.generate(pixel_values=pixels, num_beams=2),
@@ -751,6 +754,52 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(trained, tiny_syntheti
         load_file(tmp_path / "resumed" / "model.safetensors"),
     )
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_grouped_by_length_resumes_where_it_stopped(trained, tiny_synthetic, tmp_path):
+    import train_caption
+
+    _, cache, _ = trained
+    extra = ("--num_train_epochs", "2", "--group_by_length", "true")
+    whole = train_caption.main(train_args(tiny_synthetic, tmp_path / "whole", cache, *extra))
+    args = train_args(tiny_synthetic, tmp_path / "resumed", cache, *extra)
+    assert train_caption.main(args + ["--stop_after_epochs", "1"]) == {}
+    assert train_caption.main(args + ["--resume_from_checkpoint", "latest"]) == pytest.approx(whole)
+
+
+def test_group_by_length_batches_similar_captions_in_a_seeded_order_per_epoch():
+    """Every row once per epoch; a batch pads less than a shuffled one; the order is the seed's and
+    the epoch's, and two processes' batches of 4 together are one process's batch of 8."""
+    import types
+
+    import train_caption
+    from training.captions import CaptionRows, make_collate
+
+    generator = torch.Generator().manual_seed(0)
+    token_ids = [
+        [1] + [5] * int(n) + [2] for n in torch.randint(1, 20, (400,), generator=generator)
+    ]
+    rows = CaptionRows(token_ids, features=torch.zeros(400, 2))
+    args = types.SimpleNamespace(group_by_length=True, seed=3)
+
+    def epoch_order(loader, epoch):
+        loader.sampler.set_epoch(epoch)
+        return [batch["index"].tolist() for batch in loader]
+
+    kwargs = dict(collate_fn=make_collate(0))
+    grouped = train_caption.make_train_loader(rows, 8, args, **kwargs)
+    first = epoch_order(grouped, 1)
+    assert sorted(sum(first, [])) == list(range(400))
+    assert epoch_order(grouped, 1) == first and epoch_order(grouped, 2) != first
+
+    def padded(batches):
+        return sum(len(b) * max(len(token_ids[i]) for i in b) for b in batches)
+
+    plain = types.SimpleNamespace(group_by_length=False)
+    shuffled = train_caption.make_train_loader(rows, 8, plain, **kwargs)
+    assert padded(first) < 0.8 * padded([b["index"].tolist() for b in shuffled])
+    halves = epoch_order(train_caption.make_train_loader(rows, 4, args, 2, **kwargs), 1)
+    assert [a + b for a, b in zip(halves[::2], halves[1::2], strict=True)] == first
 
 
 def test_bad_datasets_give_clear_errors(tiny_synthetic, tmp_path, capsys):

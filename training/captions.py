@@ -208,9 +208,12 @@ def cached_features(
                     if encode is None:
                         model.eval()
                         # bf16 autocast on a CPU with AVX-512 BF16: 2.4x fp32 (BENCHMARKS.md)
+                        # the machine's other processes wait for this one: their cores are its
+                        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
                         opened = open_engine(
                             model, image_processor.image_size, engine, accelerator.device,
                             accelerator.autocast, log=accelerator.print,
+                            threads=torch.get_num_threads() * local_processes,
                         )  # fmt: skip
                         engine, encode = stack.enter_context(opened)
                         path = path_of(name, split, hflip)  # torch's own, if the export failed

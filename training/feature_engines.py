@@ -54,12 +54,13 @@ def export_onnx(model, image_size: int, path: Path) -> Path:
     return path
 
 
-def onnxruntime_encode(model, image_size: int) -> Encode:
-    """ONNX Runtime's CPU provider on the exported frozen layers, with torch's thread count."""
+def onnxruntime_encode(model, image_size: int, threads: int | None = None) -> Encode:
+    """ONNX Runtime's CPU provider on the exported frozen layers, with `threads` (default: torch's
+    thread count)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # warnings about unused initialisers are not the user's concern
     with tempfile.TemporaryDirectory(prefix="frozen_features_") as tmp:
@@ -116,13 +117,19 @@ def choose_engine(engine: str, device, log=print) -> str:
 
 @contextlib.contextmanager
 def open_engine(
-    model, image_size: int, engine: str, device, autocast=contextlib.nullcontext, log=print
+    model,
+    image_size: int,
+    engine: str,
+    device,
+    autocast=contextlib.nullcontext,
+    log=print,
+    threads: int | None = None,
 ) -> Iterator[tuple[str, Encode]]:
     """(the engine that runs, its encode function): `engine`, or torch where it cannot run here or
-    cannot export this encoder (said through `log`)."""
+    cannot export this encoder (said through `log`). `threads`: ONNX Runtime's (default torch's)."""
     if choose_engine(engine, device, log) == "onnxruntime":
         try:
-            encode = onnxruntime_encode(model, image_size)
+            encode = onnxruntime_encode(model, image_size, threads)
         except Exception as err:  # an encoder the exporter cannot trace: the eager path
             reason = f"export failed ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
             log(fallback_line(engine, reason))
