@@ -27,6 +27,8 @@ SETTINGS = ("encoder_name", "image_size", "attention", "embed_dim", "hidden_dim"
 # What each run was, in the order of the log's table (runs not named here follow, by name); the
 # settings the JSON records are in the other columns.
 NOTES = {
+    "make_catalog_8_epochs_peak4e-3": "`make catalog` at 8 epochs with twice the peak learning rate "
+    "(4e-3, encoder 1.2e-3; item 4 of the speed issue), timed: 22 min 16 s, cold cache; not taken",
     "make_catalog_channels_last": "`make catalog` with the trained stage in channels_last, timed: "
     "32 min 33 s, cold cache",
     "make_catalog_9_epochs": "the recipe at 9 epochs, on the 6-epoch run's warm cache, not timed "
