@@ -18,11 +18,12 @@ CATALOG_OUT ?= outputs/catalog
 # CATALOG_EXCLUDE=../shared/data/fashion_products/metadata.csv to test on those products' sharp photos
 CATALOG_EXCLUDE ?=
 # bf16 where the CPU has it (AVX-512 BF16 or AMX: 2.4x faster feature extraction, 1.6x decoder
-# steps, BENCHMARKS.md); emulated bf16 elsewhere is slower than fp32
-CATALOG_PRECISION ?= $(shell grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo bf16 || echo no)
+# steps, BENCHMARKS.md); emulated bf16 elsewhere is slower than fp32, so elsewhere train_caption
+# chooses: fp16 autocast on a CUDA GPU, fp32 on a CPU (CATALOG_PRECISION=no forces fp32)
+CATALOG_PRECISION ?= $(shell grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo bf16)
 CATALOG_ARGS ?= --encoder tf_efficientnet_lite0 --pretrained_encoder pypi --image_size 192 \
 	--train_last_blocks 1 --encoder_learning_rate 6e-4 --num_train_epochs 12 --per_device_train_batch_size 64 \
-	--learning_rate 2e-3 --mixed_precision $(CATALOG_PRECISION)
+	--learning_rate 2e-3 $(if $(CATALOG_PRECISION),--mixed_precision $(CATALOG_PRECISION))
 
 .PHONY: demo catalog test test-fast lint sync
 
